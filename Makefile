@@ -1,0 +1,34 @@
+# Set-up and the two entry points of the README: `make demo` and `make test`.
+# Each creates .venv on first use and installs promptseg into it (editable, with the
+# CUDA extension when nvcc and a CUDA torch are present; see setup.py).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_IMAGE ?= ../shared/images/truck.jpg
+PIP := $(BIN)/pip install --quiet --disable-pip-version-check
+
+.PHONY: demo test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip "setuptools>=77" wheel
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py
+	$(PIP) torch
+	$(PIP) --no-build-isolation --editable .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) --no-build-isolation --editable ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(BIN)/promptseg info
+	$(BIN)/promptseg predict $(DEMO_IMAGE) --model vit_b --point 800,560 --box 150,220,1450,1000 --multimask --out demo_out
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) demo_out build *.egg-info promptseg/_C*.so
