@@ -1,0 +1,21 @@
+"""The attention boundary between the model and its implementations.
+
+Model files call only the functions exported here. Each op has a pure-PyTorch
+reference; when the compiled extension (``promptseg._C``) provides a kernel for
+the inputs at hand, :mod:`promptseg.ops.dispatch` routes the call to it. The
+model never learns which implementation ran.
+"""
+
+from promptseg.ops.decoder_attention import token_attention
+from promptseg.ops.dispatch import available_kernels, extension_loaded, kernels_enabled
+from promptseg.ops.encoder_attention import vit_attention
+from promptseg.ops.normalization import layer_norm_fp32
+
+__all__ = [
+    "available_kernels",
+    "extension_loaded",
+    "kernels_enabled",
+    "layer_norm_fp32",
+    "token_attention",
+    "vit_attention",
+]

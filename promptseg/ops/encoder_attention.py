@@ -1,0 +1,118 @@
+"""Multi-head self-attention of the ViT image encoder, with the decomposed relative position bias.
+
+``vit_attention`` is the single entry point used by the image encoder for both
+its windowed and its global layers.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from promptseg.ops.dispatch import kernel_for
+from promptseg.ops.precision import statistics_dtype
+from promptseg.ops.rel_pos import rel_pos_logits
+from promptseg.ops.windows import partition_windows, unpartition_windows
+
+# Attention probabilities of one chunk stay below this many elements (1 GiB of fp32).
+_MAX_CHUNK_ELEMENTS = 1 << 28
+
+
+def vit_attention(
+    qkv: torch.Tensor,
+    num_heads: int,
+    rel_pos_h: torch.Tensor | None,
+    rel_pos_w: torch.Tensor | None,
+    window_size: int,
+    qkv_bias: torch.Tensor | None,
+) -> torch.Tensor:
+    """Self-attention over a token grid, windowed (window_size > 0) or global.
+
+    Computes ``softmax(scale * q k^T + rel_h + rel_w) v`` per head, where the
+    bias is the decomposed relative position term of SAM's encoder.
+
+    Args:
+        qkv: (B, H, W, 3*C) output of the qkv projection of the un-partitioned
+            grid; channels are ordered [q | k | v], each (num_heads, head_dim).
+        num_heads: number of heads; head_dim = C // num_heads.
+        rel_pos_h, rel_pos_w: (2*S-1, head_dim) tables, S the attended grid side,
+            or both None to disable the bias.
+        window_size: side of the square windows; 0 for global attention.
+        qkv_bias: (3*C,) bias of the qkv projection, or None. Windowed layers
+            pad the grid to a multiple of the window; padded tokens are the
+            projection of a zero vector, i.e. this bias (zeros when None).
+    Returns:
+        (B, H, W, C) attention output before the output projection.
+    """
+    kernel = kernel_for("vit_attention", qkv)
+    if kernel is not None:
+        return kernel(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias)
+    return vit_attention_reference(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias)
+
+
+def vit_attention_reference(
+    qkv: torch.Tensor,
+    num_heads: int,
+    rel_pos_h: torch.Tensor | None,
+    rel_pos_w: torch.Tensor | None,
+    window_size: int,
+    qkv_bias: torch.Tensor | None,
+) -> torch.Tensor:
+    """Pure-PyTorch :func:`vit_attention`; softmax statistics in fp32."""
+    _check_inputs(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias)
+    if window_size == 0:
+        return _grid_attention(qkv, num_heads, rel_pos_h, rel_pos_w)
+    height, width = qkv.shape[1:3]
+    windows, padded_hw = partition_windows(qkv, window_size, qkv_bias)
+    out = _grid_attention(windows, num_heads, rel_pos_h, rel_pos_w)
+    return unpartition_windows(out, window_size, padded_hw, (height, width))
+
+
+def _grid_attention(
+    qkv: torch.Tensor, num_heads: int, rel_pos_h: torch.Tensor | None, rel_pos_w: torch.Tensor | None
+) -> torch.Tensor:
+    """Global attention inside each (h, w) grid of a (B, h, w, 3C) tensor; returns (B, h, w, C)."""
+    batch, height, width, channels3 = qkv.shape
+    head_dim = channels3 // (3 * num_heads)
+    tokens = height * width
+    # (3, B * heads, tokens, head_dim)
+    q, k, v = qkv.reshape(batch, tokens, 3, num_heads, head_dim).permute(2, 0, 3, 1, 4).reshape(3, -1, tokens, head_dim)
+    scale = head_dim**-0.5
+    out = torch.empty_like(q)
+    rows_per_chunk = max(1, _MAX_CHUNK_ELEMENTS // (tokens * tokens))
+    for start in range(0, q.shape[0], rows_per_chunk):
+        chunk = slice(start, start + rows_per_chunk)
+        logits = (q[chunk] * scale) @ k[chunk].transpose(-2, -1)
+        if rel_pos_h is not None and rel_pos_w is not None:
+            rel_h, rel_w = rel_pos_logits(q[chunk], rel_pos_h, rel_pos_w, (height, width))
+            logits = logits.view(-1, height, width, height, width)
+            logits = logits + rel_h[..., :, None] + rel_w[..., None, :]
+            logits = logits.view(-1, tokens, tokens)
+        probs = torch.softmax(logits, dim=-1, dtype=statistics_dtype(logits.dtype)).to(v.dtype)
+        out[chunk] = probs @ v[chunk]
+    out = out.view(batch, num_heads, height, width, head_dim).permute(0, 2, 3, 1, 4)
+    return out.reshape(batch, height, width, num_heads * head_dim)
+
+
+def _check_inputs(
+    qkv: torch.Tensor,
+    num_heads: int,
+    rel_pos_h: torch.Tensor | None,
+    rel_pos_w: torch.Tensor | None,
+    window_size: int,
+    qkv_bias: torch.Tensor | None,
+) -> None:
+    if qkv.dim() != 4 or qkv.shape[-1] % (3 * num_heads) != 0:
+        raise ValueError(
+            f"vit_attention expects qkv of shape (B, H, W, 3*C) with C divisible by num_heads={num_heads}, "
+            f"got {tuple(qkv.shape)}"
+        )
+    if window_size < 0:
+        raise ValueError(f"window_size must be >= 0, got {window_size}")
+    if (rel_pos_h is None) != (rel_pos_w is None):
+        raise ValueError("rel_pos_h and rel_pos_w must both be given or both be None")
+    head_dim = qkv.shape[-1] // (3 * num_heads)
+    for name, table in (("rel_pos_h", rel_pos_h), ("rel_pos_w", rel_pos_w)):
+        if table is not None and (table.dim() != 2 or table.shape[1] != head_dim):
+            raise ValueError(f"{name} must be (L, head_dim={head_dim}), got {tuple(table.shape)}")
+    if qkv_bias is not None and qkv_bias.shape != (qkv.shape[-1],):
+        raise ValueError(f"qkv_bias must be ({qkv.shape[-1]},), got {tuple(qkv_bias.shape)}")
