@@ -1,0 +1,157 @@
+"""The mask decoder: two-way transformer over prompt tokens and the image embedding, then
+hypernetwork MLPs that turn each mask token into a low-resolution mask, and an IoU head."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from promptseg.modeling.common import LayerNorm2d
+
+
+class MaskDecoder(nn.Module):
+    """Predicts ambiguity-aware masks and their IoU from prompt and image embeddings."""
+
+    def __init__(
+        self,
+        *,
+        transformer_dim: int,
+        transformer: nn.Module,
+        num_multimask_outputs: int = 3,
+        activation: type[nn.Module] = nn.GELU,
+        iou_head_depth: int = 3,
+        iou_head_hidden_dim: int = 256,
+    ) -> None:
+        """
+        Args:
+            transformer_dim: channels of the tokens and of the image embedding.
+            transformer: the two-way transformer.
+            num_multimask_outputs: masks predicted for ambiguous prompts (plus one single-mask output).
+            activation: activation of the upscaling path.
+            iou_head_depth, iou_head_hidden_dim: the IoU prediction MLP.
+        """
+        super().__init__()
+        self.transformer_dim = transformer_dim
+        self.transformer = transformer
+        self.num_multimask_outputs = num_multimask_outputs
+        self.iou_token = nn.Embedding(1, transformer_dim)
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, transformer_dim)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(transformer_dim, transformer_dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(transformer_dim // 4),
+            activation(),
+            nn.ConvTranspose2d(transformer_dim // 4, transformer_dim // 8, kernel_size=2, stride=2),
+            activation(),
+        )
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(transformer_dim, transformer_dim, transformer_dim // 8, 3) for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(transformer_dim, iou_head_hidden_dim, self.num_mask_tokens, iou_head_depth)
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        multimask_output: bool,
+        image_index: Optional[torch.Tensor] = None,
+        token_padding_mask: Optional[torch.Tensor] = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Args:
+            image_embeddings: (B_img, C, H, W).
+            image_pe: (1, C, H, W) dense positional encoding.
+            sparse_prompt_embeddings: (P, T, C) prompt tokens.
+            dense_prompt_embeddings: (P, C, H, W) mask-prompt embeddings.
+            multimask_output: return the 3 ambiguity masks instead of the single one.
+            image_index: (P,) long, the image each prompt belongs to (a promptseg
+                addition). None keeps the official behaviour: every image
+                embedding is repeated once per prompt.
+            token_padding_mask: (P, T) bool, False where a token only pads a
+                batch of prompts of different lengths (a promptseg addition).
+        Returns:
+            masks: (P, M, 4H, 4W) low-resolution mask logits, M = 3 or 1.
+            iou_pred: (P, M) predicted IoU of each mask.
+        """
+        masks, iou_pred = self.predict_masks(
+            image_embeddings,
+            image_pe,
+            sparse_prompt_embeddings,
+            dense_prompt_embeddings,
+            image_index,
+            token_padding_mask,
+        )
+        selected = slice(1, None) if multimask_output else slice(0, 1)
+        return masks[:, selected], iou_pred[:, selected]
+
+    def predict_masks(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        image_index: Optional[torch.Tensor] = None,
+        token_padding_mask: Optional[torch.Tensor] = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """All ``num_mask_tokens`` masks (P, num_mask_tokens, 4H, 4W) and their IoU (P, num_mask_tokens)."""
+        prompts = sparse_prompt_embeddings.shape[0]
+        output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
+        output_tokens = output_tokens.unsqueeze(0).expand(prompts, -1, -1)
+        tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
+        key_padding_mask = None
+        if token_padding_mask is not None:
+            always_valid = token_padding_mask.new_ones(prompts, output_tokens.shape[1])
+            key_padding_mask = torch.cat([always_valid, token_padding_mask], dim=1)
+
+        if image_index is None:
+            src = torch.repeat_interleave(image_embeddings, prompts, dim=0)
+        else:
+            src = image_embeddings[image_index]
+        src = src + dense_prompt_embeddings
+        pos_src = image_pe.expand(src.shape[0], -1, -1, -1)
+        batch, channels, height, width = src.shape
+
+        hs, src = self.transformer(src, pos_src, tokens, key_padding_mask=key_padding_mask)
+        iou_token_out = hs[:, 0, :]
+        mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
+
+        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(batch, channels, height, width))
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        )
+        batch, up_channels, up_height, up_width = upscaled.shape
+        masks = (hyper_in @ upscaled.reshape(batch, up_channels, up_height * up_width)).reshape(
+            batch, -1, up_height, up_width
+        )
+        iou_pred = self.iou_prediction_head(iou_token_out)
+        return masks, iou_pred
+
+
+class MLP(nn.Module):
+    """A ReLU MLP: input_dim -> hidden_dim x (num_layers - 1) -> output_dim, optional sigmoid."""
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dim: int,
+        output_dim: int,
+        num_layers: int,
+        sigmoid_output: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_layers = num_layers
+        hidden = [hidden_dim] * (num_layers - 1)
+        self.layers = nn.ModuleList(nn.Linear(n, k) for n, k in zip([input_dim] + hidden, hidden + [output_dim]))
+        self.sigmoid_output = sigmoid_output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for index, layer in enumerate(self.layers):
+            x = layer(x)
+            if index < self.num_layers - 1:
+                x = F.relu(x)
+        return torch.sigmoid(x) if self.sigmoid_output else x
