@@ -1,0 +1,22 @@
+"""Exceptions raised by promptseg. Each subclasses the builtin a user of the official package would catch."""
+
+from __future__ import annotations
+
+
+class ImageNotSetError(RuntimeError, ValueError):
+    """A prediction was requested before ``set_image``/``set_images``.
+
+    A RuntimeError like the official predictor's, and a ValueError like every
+    other bad-input error of promptseg.
+    """
+
+
+class UnknownModelTypeError(KeyError, ValueError):
+    """A model type that is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded into the requested model."""
