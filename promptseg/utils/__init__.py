@@ -1,0 +1,1 @@
+"""Helpers with the same module paths as ``segment_anything.utils``."""
