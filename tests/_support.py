@@ -1,0 +1,75 @@
+"""Shared test helpers: images, model configs, and official/promptseg model pairs with equal weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from promptseg.build import construct_sam
+from promptseg.configs import SamConfig
+
+IMAGES_DIR = Path(__file__).parent / "data" / "images"
+IMAGE_NAMES = ("truck.jpg", "dog.jpg", "groceries.jpg")
+
+# A small SAM that exercises every code path (windowed layers with padding: 16 -> 21, a global layer).
+TINY = SamConfig(
+    encoder_embed_dim=64,
+    encoder_depth=2,
+    encoder_num_heads=2,
+    encoder_global_attn_indexes=(1,),
+    image_size=256,
+    window_size=7,
+    prompt_embed_dim=64,
+    decoder_mlp_dim=128,
+    decoder_num_heads=4,
+    iou_head_hidden_dim=64,
+)
+
+
+def load_image(name: str) -> np.ndarray:
+    """(H, W, 3) uint8 RGB test photo."""
+    return np.array(Image.open(IMAGES_DIR / name).convert("RGB"))
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """||actual - expected|| / ||expected|| in float64."""
+    actual, expected = torch.as_tensor(actual).double(), torch.as_tensor(expected).double()
+    return ((actual - expected).norm() / expected.norm()).item()
+
+
+@torch.no_grad()
+def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give the parameters that SAM initialises to constants (position embeddings, relative
+    position tables, norm affines) random values, so that parity tests exercise them."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def noise(tensor: torch.Tensor) -> torch.Tensor:
+        return 0.1 * torch.randn(tensor.shape, generator=generator)
+
+    for module in model.modules():
+        if "LayerNorm" in type(module).__name__:
+            module.weight.copy_(1.0 + noise(module.weight))
+            module.bias.copy_(noise(module.bias))
+    for name, parameter in model.named_parameters():
+        if "rel_pos" in name or "pos_embed" in name:
+            parameter.copy_(noise(parameter))
+    return model
+
+
+def official_sam(config: SamConfig):
+    """An official ``segment_anything`` Sam built with ``config`` (random weights, eval mode)."""
+    import segment_anything.modeling
+
+    return construct_sam(config, modeling=segment_anything.modeling)
+
+
+def model_pair(config: SamConfig, seed: int = 0):
+    """(official, promptseg) models of ``config`` holding the same random weights."""
+    torch.manual_seed(seed)
+    official = randomize_(official_sam(config), seed)
+    ours = construct_sam(config)
+    ours.load_state_dict(official.state_dict(), strict=True)
+    return official, ours
