@@ -25,7 +25,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(BIN)/promptseg info
-	$(BIN)/promptseg predict $(DEMO_IMAGE) --model vit_b --point 800,560 --box 150,220,1450,1000 --multimask --out demo_out
+	$(BIN)/promptseg predict $(DEMO_IMAGE) --model vit_b --point 800,560 --box 100,200,1720,900 --multimask --out demo_out
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest

@@ -1,4 +1,4 @@
-"""The ``promptseg`` command line. Argument parsing only; each command calls the Python API."""
+"""``promptseg predict``: segment one image from point and box prompts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -46,11 +46,8 @@ def _box(text: str) -> list[float]:
     return _numbers(text, (4,), "--box X0,Y0,X1,Y1")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="promptseg", description="Segment Anything, fast and faithful.")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    predict = commands.add_parser("predict", help="segment an image from point and box prompts")
+def register(subparsers: argparse._SubParsersAction) -> None:
+    predict = subparsers.add_parser("predict", help="segment an image from point and box prompts")
     predict.add_argument("image", type=Path, help="image file (any format Pillow reads)")
     predict.add_argument("--model", default="vit_b", choices=model_types(), help="model type (default vit_b)")
     predict.add_argument("--checkpoint", type=Path, help="official .pth or .safetensors weights")
@@ -63,12 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", type=Path, required=True, help="output folder")
     predict.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     predict.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="model precision")
-
-    commands.add_parser("info", help="versions, device, and the CUDA kernels that were built")
-    return parser
+    predict.set_defaults(run=run)
 
 
-def _run_predict(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     from promptseg.predictor import SamPredictor
     from promptseg.postprocess import mask_areas, mask_boxes_xyxy
     from promptseg.visualize import overlay
@@ -119,25 +114,3 @@ def _run_predict(args: argparse.Namespace) -> int:
     best = max(records, key=lambda r: r["score"])
     print(f"wrote {len(records)} mask(s), overlay.png and result.json to {args.out} (best score {best['score']:.3f})")
     return 0
-
-
-def _run_info(_: argparse.Namespace) -> int:
-    from promptseg.info import environment_report, format_report
-
-    print(format_report(environment_report()))
-    return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the ``promptseg`` script."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    runners = {"predict": _run_predict, "info": _run_info}
-    try:
-        return runners[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        parser.error(str(error))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
