@@ -15,7 +15,7 @@ $(BIN)/python:
 	$(PIP) --upgrade pip "setuptools>=77" wheel
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml setup.py
-	$(PIP) torch
+	$(PIP) torch torchvision
 	$(PIP) --no-build-isolation --editable .
 	touch $@
 
