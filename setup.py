@@ -28,11 +28,23 @@ def _cuda_sources() -> list[str]:
     return sorted(str(path.relative_to(ROOT)) for pattern in patterns for path in CSRC.rglob(pattern))
 
 
+def _set_cuda_home() -> None:
+    """Point CUDA_HOME at the toolkit when nvcc on PATH is a wrapper outside it (torch would
+    otherwise take nvcc's grandparent folder, e.g. /usr/local, and miss lib64/)."""
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
+        return
+    for candidate in (Path("/usr/local/cuda"), Path(shutil.which("nvcc") or "/nonexistent").resolve().parent.parent):
+        if (candidate / "bin" / "nvcc").is_file() and (candidate / "lib64").is_dir():
+            os.environ["CUDA_HOME"] = str(candidate)
+            return
+
+
 def _should_build_cuda() -> tuple[bool, str]:
     if _flag("PROMPTSEG_SKIP_CUDA"):
         return False, "PROMPTSEG_SKIP_CUDA=1"
     if not _cuda_sources():
         return False, "csrc/ holds no sources"
+    _set_cuda_home()
     try:
         import torch
     except ImportError:

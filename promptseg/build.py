@@ -16,6 +16,7 @@ from promptseg.configs import ALIASES, CONFIGS, SamConfig
 from promptseg.errors import UnknownModelTypeError
 from promptseg import modeling as promptseg_modeling
 from promptseg.modeling import Sam
+from promptseg.ops.dispatch import check_backend, set_backend
 
 Checkpoint = Optional[Union[str, "os.PathLike[str]"]]
 DeviceLike = Optional[Union[str, torch.device]]
@@ -86,6 +87,7 @@ def build_sam(
     checkpoint: Checkpoint = None,
     device: DeviceLike = None,
     dtype: Optional[torch.dtype] = None,
+    backend: str = "auto",
 ) -> Sam:
     """Build a SAM of ``model_type`` and load ``checkpoint`` into it.
 
@@ -98,11 +100,14 @@ def build_sam(
             file; None leaves the weights random.
         device: where to place the model (default: CPU).
         dtype: torch.float32 (default), torch.bfloat16 or torch.float16.
+        backend: ``auto`` runs the CUDA kernels where they apply (CUDA, bf16/fp16,
+            extension built); ``reference`` always runs the PyTorch references.
     Returns:
         The model in eval mode.
     """
     if checkpoint is None and model_type is not None and model_type not in model_types() and Path(model_type).is_file():
         model_type, checkpoint = None, model_type
+    check_backend(backend)
     if dtype is not None and dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise TypeError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
     state_dict = read_state_dict(checkpoint) if checkpoint is not None else None
@@ -116,7 +121,7 @@ def build_sam(
     model = construct_sam(CONFIGS[name])
     if state_dict is not None:
         load_into(model, state_dict, name, source=f"checkpoint {str(checkpoint)!r}")
-    return model.to(device=device, dtype=dtype)
+    return set_backend(model, backend).to(device=device, dtype=dtype)
 
 
 def _registry_entry(model_type: str) -> Callable[..., Sam]:
@@ -131,6 +136,7 @@ def _registry_entry(model_type: str) -> Callable[..., Sam]:
 build_sam_vit_h = _registry_entry("vit_h")
 build_sam_vit_l = _registry_entry("vit_l")
 build_sam_vit_b = _registry_entry("vit_b")
+build_sam_vit_tiny = _registry_entry("vit_tiny")
 
 
 class _Registry(dict):
@@ -141,5 +147,5 @@ class _Registry(dict):
 
 
 sam_model_registry: dict[str, Callable[..., Sam]] = _Registry(
-    default=build_sam_vit_h, vit_h=build_sam_vit_h, vit_l=build_sam_vit_l, vit_b=build_sam_vit_b
+    default=build_sam_vit_h, vit_h=build_sam_vit_h, vit_l=build_sam_vit_l, vit_b=build_sam_vit_b, vit_tiny=build_sam_vit_tiny
 )

@@ -132,3 +132,18 @@ def test_kernels_are_never_chosen_for_cpu_or_fp32(monkeypatch):
     assert kernel_for("vit_attention", x) is None
     monkeypatch.setenv("PROMPTSEG_DISABLE_KERNELS", "1")
     assert kernel_for("vit_attention", x.bfloat16()) is None
+
+
+def test_backend_reference_is_set_on_every_attention_module():
+    import promptseg
+    from tests._support import TINY
+    from promptseg.build import construct_sam
+
+    with torch.device("meta"):
+        model = promptseg.build_sam("vit_b", backend="reference")
+    backends = {m.backend for m in model.modules() if hasattr(m, "backend")}
+    assert backends == {"reference"}
+    assert len([m for m in model.modules() if hasattr(m, "backend")]) == 12 + 2 * 3 + 1
+    with pytest.raises(ValueError, match=r"backend must be one of \['auto', 'reference'\], got 'fast'"):
+        promptseg.build_sam("vit_b", backend="fast")
+    assert {m.backend for m in construct_sam(TINY).modules() if hasattr(m, "backend")} == {"auto"}

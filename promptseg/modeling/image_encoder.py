@@ -135,7 +135,10 @@ class Attention(nn.Module):
     ``window_size`` (a promptseg addition; 0 = global) tells the op to attend
     inside non-overlapping windows of the grid. The padding of the grid to a
     multiple of the window behaves exactly as zero tokens fed to ``qkv``.
+    ``backend`` is handed to the op (see :func:`promptseg.ops.set_backend`).
     """
+
+    backend: str = "auto"
 
     def __init__(
         self,
@@ -168,7 +171,9 @@ class Attention(nn.Module):
         """(B, H, W, C) -> (B, H, W, C)."""
         rel_pos_h = self.rel_pos_h if self.use_rel_pos else None
         rel_pos_w = self.rel_pos_w if self.use_rel_pos else None
-        out = vit_attention(self.qkv(x), self.num_heads, rel_pos_h, rel_pos_w, self.window_size, self.qkv.bias)
+        out = vit_attention(
+            self.qkv(x), self.num_heads, rel_pos_h, rel_pos_w, self.window_size, self.qkv.bias, backend=self.backend
+        )
         return self.proj(out)
 
 

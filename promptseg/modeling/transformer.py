@@ -127,7 +127,12 @@ class TwoWayAttentionBlock(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head attention with q/k/v projections down to embedding_dim / downsample_rate."""
+    """Multi-head attention with q/k/v projections down to embedding_dim / downsample_rate.
+
+    ``backend`` is handed to the op (see :func:`promptseg.ops.set_backend`).
+    """
+
+    backend: str = "auto"
 
     def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
         super().__init__()
@@ -149,5 +154,7 @@ class Attention(nn.Module):
         key_padding_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """(B, Nq, C) queries, (B, Nk, C) keys and values -> (B, Nq, C)."""
-        out = token_attention(self.q_proj(q), self.k_proj(k), self.v_proj(v), self.num_heads, key_padding_mask)
+        out = token_attention(
+            self.q_proj(q), self.k_proj(k), self.v_proj(v), self.num_heads, key_padding_mask, backend=self.backend
+        )
         return self.out_proj(out)

@@ -7,15 +7,17 @@ model never learns which implementation ran.
 """
 
 from promptseg.ops.decoder_attention import token_attention
-from promptseg.ops.dispatch import available_kernels, extension_loaded, kernels_enabled
+from promptseg.ops.dispatch import BACKENDS, available_kernels, extension_loaded, kernels_enabled, set_backend
 from promptseg.ops.encoder_attention import vit_attention
 from promptseg.ops.normalization import layer_norm_fp32
 
 __all__ = [
+    "BACKENDS",
     "available_kernels",
     "extension_loaded",
     "kernels_enabled",
     "layer_norm_fp32",
+    "set_backend",
     "token_attention",
     "vit_attention",
 ]

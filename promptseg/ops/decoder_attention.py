@@ -16,6 +16,7 @@ def token_attention(
     v: torch.Tensor,
     num_heads: int,
     key_padding_mask: torch.Tensor | None = None,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """``softmax(q k^T / sqrt(head_dim)) v`` per head, for token/image attention in the decoder.
 
@@ -26,10 +27,11 @@ def token_attention(
         key_padding_mask: (B, Nk) bool, True for keys that take part, False for
             keys that only pad a batch of prompts of different lengths; None
             when every key takes part.
+        backend: see :data:`promptseg.ops.dispatch.BACKENDS`.
     Returns:
         (B, Nq, C) attention output before the output projection.
     """
-    kernel = kernel_for("token_attention", q, k, v)
+    kernel = kernel_for("token_attention", q, k, v, backend=backend)
     if kernel is not None:
         return kernel(q, k, v, num_heads, key_padding_mask)
     return token_attention_reference(q, k, v, num_heads, key_padding_mask)

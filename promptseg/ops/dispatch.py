@@ -13,8 +13,11 @@ from types import ModuleType
 from typing import Callable, Optional
 
 import torch
+from torch import nn
 
 DISABLE_ENV = "PROMPTSEG_DISABLE_KERNELS"
+BACKENDS = ("auto", "reference")
+"""``auto``: a kernel where one applies, else the reference; ``reference``: always the reference."""
 
 
 @lru_cache(maxsize=None)
@@ -50,13 +53,33 @@ def available_kernels() -> list[str]:
     return list(_registered_ops())
 
 
-def kernel_for(op_name: str, *tensors: torch.Tensor) -> Optional[Callable[..., torch.Tensor]]:
+def check_backend(backend: str) -> str:
+    """``backend`` if it is one of :data:`BACKENDS`, else a ValueError naming them."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+    return backend
+
+
+def set_backend(module: nn.Module, backend: str) -> nn.Module:
+    """Make every op call of ``module`` (e.g. a whole Sam) use ``backend``; returns ``module``.
+
+    Modules that call ops carry a ``backend`` attribute which they pass to the op.
+    """
+    check_backend(backend)
+    for submodule in module.modules():
+        if hasattr(submodule, "backend"):
+            submodule.backend = backend
+    return module
+
+
+def kernel_for(op_name: str, *tensors: torch.Tensor, backend: str = "auto") -> Optional[Callable[..., torch.Tensor]]:
     """The registered kernel ``torch.ops.promptseg.<op_name>`` if it may run on ``tensors``.
 
-    A kernel runs only when the extension is built, kernels are not disabled,
-    every tensor lives on a CUDA device and the floating dtype is bf16 or fp16.
+    A kernel runs only when ``backend`` is ``auto``, the extension is built,
+    kernels are not disabled, every tensor lives on a CUDA device and the
+    floating dtype is bf16 or fp16.
     """
-    if not (kernels_enabled() and extension_loaded()):
+    if check_backend(backend) == "reference" or not (kernels_enabled() and extension_loaded()):
         return None
     if op_name not in _registered_ops():
         return None

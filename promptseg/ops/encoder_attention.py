@@ -24,6 +24,7 @@ def vit_attention(
     rel_pos_w: torch.Tensor | None,
     window_size: int,
     qkv_bias: torch.Tensor | None,
+    backend: str = "auto",
 ) -> torch.Tensor:
     """Self-attention over a token grid, windowed (window_size > 0) or global.
 
@@ -40,10 +41,11 @@ def vit_attention(
         qkv_bias: (3*C,) bias of the qkv projection, or None. Windowed layers
             pad the grid to a multiple of the window; padded tokens are the
             projection of a zero vector, i.e. this bias (zeros when None).
+        backend: see :data:`promptseg.ops.dispatch.BACKENDS`.
     Returns:
         (B, H, W, C) attention output before the output projection.
     """
-    kernel = kernel_for("vit_attention", qkv)
+    kernel = kernel_for("vit_attention", qkv, backend=backend)
     if kernel is not None:
         return kernel(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias)
     return vit_attention_reference(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias)
