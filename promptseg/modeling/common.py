@@ -26,7 +26,7 @@ class LayerNorm2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channels_last = x.permute(0, 2, 3, 1)
-        normed = layer_norm_fp32(channels_last, (x.shape[1],), self.weight, self.bias, self.eps)
+        normed = layer_norm_fp32(channels_last, tuple(self.weight.shape), self.weight, self.bias, self.eps)
         return normed.permute(0, 3, 1, 2)
 
 
