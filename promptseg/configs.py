@@ -45,7 +45,21 @@ VIT_H = SamConfig(1280, 32, 16, (7, 15, 23, 31))
 VIT_L = SamConfig(1024, 24, 16, (5, 11, 17, 23))
 VIT_B = SamConfig(768, 12, 12, (2, 5, 8, 11))
 
-CONFIGS: dict[str, SamConfig] = {"vit_h": VIT_H, "vit_l": VIT_L, "vit_b": VIT_B}
+# A small SAM for 256x256 images (32x32 embedding, 128x128 masks); the bundled model uses it.
+VIT_TINY = SamConfig(
+    encoder_embed_dim=192,
+    encoder_depth=6,
+    encoder_num_heads=3,
+    encoder_global_attn_indexes=(2, 5),
+    image_size=256,
+    patch_size=8,
+    window_size=8,
+    prompt_embed_dim=128,
+    decoder_mlp_dim=1024,
+    iou_head_hidden_dim=128,
+)
+
+CONFIGS: dict[str, SamConfig] = {"vit_h": VIT_H, "vit_l": VIT_L, "vit_b": VIT_B, "vit_tiny": VIT_TINY}
 """Model types by name. ``default`` is an alias of ``vit_h``, as in the official registry."""
 
 ALIASES: dict[str, str] = {"default": "vit_h"}

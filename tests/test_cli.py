@@ -62,7 +62,7 @@ def test_predict_writes_masks_overlay_and_json(tmp_path, capsys):
 )
 def test_predict_rejects_bad_prompts(tmp_path, capsys, arguments, message):
     with pytest.raises(SystemExit) as exit_info:
-        main(["predict", str(IMAGES_DIR / "dog.jpg"), "--out", str(tmp_path), *arguments])
+        main(["predict", str(IMAGES_DIR / "dog.jpg"), "--model", "vit_tiny", "--out", str(tmp_path), *arguments])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
 

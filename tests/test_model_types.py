@@ -31,7 +31,7 @@ def test_state_dict_names_and_shapes_equal_official(model_type):
 
 
 def test_registry_keys_and_builders():
-    assert set(promptseg.sam_model_registry) == {"default", "vit_h", "vit_l", "vit_b"}
+    assert set(promptseg.sam_model_registry) == {"default", "vit_h", "vit_l", "vit_b", "vit_tiny"}
     assert promptseg.sam_model_registry["default"] is promptseg.build_sam_vit_h
     with torch.device("meta"):
         model = promptseg.build_sam("vit_l")

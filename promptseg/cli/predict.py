@@ -1,10 +1,8 @@
-"""``promptseg predict``: segment one image from point and box prompts."""
+"""``promptseg predict``: segment an image, or a generated synthetic scene, from prompts."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -12,16 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from promptseg.build import build_sam, model_types
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-RANDOM_WEIGHTS_WARNING = """
-################################################################################
-#  WARNING: no --checkpoint was given, so the model has RANDOM WEIGHTS.        #
-#  The masks below are noise. Pass --checkpoint sam_vit_b_01ec64.pth (or any   #
-#  official SAM checkpoint) for real segmentations.                            #
-################################################################################
-"""
+from promptseg.cli.common import add_model_arguments, load_model
 
 
 def _numbers(text: str, count: Sequence[int], what: str) -> list[float]:
@@ -47,70 +36,74 @@ def _box(text: str) -> list[float]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    predict = subparsers.add_parser("predict", help="segment an image from point and box prompts")
-    predict.add_argument("image", type=Path, help="image file (any format Pillow reads)")
-    predict.add_argument("--model", default="vit_b", choices=model_types(), help="model type (default vit_b)")
-    predict.add_argument("--checkpoint", type=Path, help="official .pth or .safetensors weights")
-    predict.add_argument(
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment an image (or a generated synthetic scene) from point and box prompts",
+        description="Without --point/--box: a synthetic scene gets one click per object; an image one click at its centre.",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("image", type=Path, nargs="?", help="image file (any format Pillow reads)")
+    source.add_argument("--synthetic-scene", type=int, metavar="SEED", help="generate a 256x256 synthetic scene instead")
+    add_model_arguments(parser)
+    parser.add_argument(
         "--point", type=_point, action="append", default=[], metavar="X,Y[,LABEL]",
         help="a click in pixels; LABEL 1 foreground (default) or 0 background; repeatable",
     )
-    predict.add_argument("--box", type=_box, metavar="X0,Y0,X1,Y1", help="a box prompt in pixels")
-    predict.add_argument("--multimask", action="store_true", help="return 3 ambiguity masks instead of 1")
-    predict.add_argument("--out", type=Path, required=True, help="output folder")
-    predict.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    predict.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="model precision")
-    predict.set_defaults(run=run)
+    parser.add_argument("--box", type=_box, metavar="X0,Y0,X1,Y1", help="a box prompt in pixels")
+    parser.add_argument("--multimask", action="store_true", help="return 3 ambiguity masks instead of 1")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from promptseg.data.synthetic import generate_scene
     from promptseg.predictor import SamPredictor
-    from promptseg.postprocess import mask_areas, mask_boxes_xyxy
-    from promptseg.visualize import overlay
+    from promptseg.reports import write_prediction
+    from promptseg.train.losses import mask_iou
 
-    if not args.image.is_file():
+    scene = None
+    if args.synthetic_scene is not None:
+        scene = generate_scene(args.synthetic_scene)
+        image = scene.image
+        args.out.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(args.out / "scene.png")
+    elif not args.image.is_file():
         raise FileNotFoundError(f"image not found: {args.image}")
-    image = np.array(Image.open(args.image).convert("RGB"))
-    height, width = image.shape[:2]
-    points = np.array([p[:2] for p in args.point], dtype=np.float64) if args.point else None
-    labels = np.array([p[2] for p in args.point], dtype=np.int64) if args.point else None
-    if points is None and args.box is None:
-        points, labels = np.array([[width / 2, height / 2]]), np.array([1])
-        print(f"no --point or --box given: using one foreground click at the image centre {points[0].tolist()}")
-    if args.checkpoint is None:
-        print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = build_sam(args.model, checkpoint=args.checkpoint, device=device, dtype=DTYPES[args.dtype])
-    print(f"model: {args.model} ({'random weights' if args.checkpoint is None else args.checkpoint}) on {device}, {args.dtype}")
-
+    else:
+        image = np.array(Image.open(args.image).convert("RGB"))
+    model, description = load_model(args)
+    print(f"model: {description}")
     predictor = SamPredictor(model)
     predictor.set_image(image)
-    box = np.array(args.box) if args.box is not None else None
-    masks, scores, _ = predictor.predict(points, labels, box, multimask_output=args.multimask)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    mask_tensor = torch.from_numpy(masks)
-    records = []
-    for index, (mask, score, area, xyxy) in enumerate(
-        zip(masks, scores, mask_areas(mask_tensor).tolist(), mask_boxes_xyxy(mask_tensor).tolist())
-    ):
-        name = f"mask_{index}.png"
-        Image.fromarray(mask.astype(np.uint8) * 255).save(args.out / name)
-        records.append({"file": name, "score": float(score), "area": int(area), "box_xyxy": xyxy})
-    overlay(image, masks, points, labels, [args.box] if args.box else ()).save(args.out / "overlay.png")
-    result = {
-        "image": str(args.image),
-        "image_size": [height, width],
-        "model": args.model,
-        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
-        "prompt": {
+    points = np.array([p[:2] for p in args.point], dtype=np.float64) if args.point else None
+    labels = np.array([p[2] for p in args.point], dtype=np.int64) if args.point else None
+    box = np.array(args.box) if args.box is not None else None
+    info = {"image": str(args.image) if scene is None else f"synthetic scene {args.synthetic_scene}", "model": description}
+    if scene is not None and points is None and box is None:
+        # One click per object, at the point farthest from its boundary; the best-ranked mask of each.
+        points = scene.first_clicks()
+        labels = np.ones(len(points), dtype=np.int64)
+        prompts = [{"point_coords": p[None], "point_labels": labels[:1]} for p in points]
+        all_masks, all_scores, _ = predictor.predict_many(prompts, multimask_output=True)
+        best = all_scores.argmax(axis=1)
+        masks, scores = all_masks[np.arange(len(best)), best], all_scores[np.arange(len(best)), best]
+        ground_truth = mask_iou(torch.from_numpy(masks), torch.from_numpy(scene.masks)).tolist()
+        info["prompt"] = {"one click per object": points.tolist()}
+        result = write_prediction(args.out, image, masks, scores, points, labels, info=info, ground_truth_iou=ground_truth)
+        print(f"scene has {len(masks)} objects; mean IoU of the best-ranked masks with the ground truth: {np.mean(ground_truth):.3f}")
+    else:
+        if points is None and box is None:
+            height, width = image.shape[:2]
+            points, labels = np.array([[width / 2, height / 2]]), np.array([1])
+            print(f"no --point or --box given: using one foreground click at the image centre {points[0].tolist()}")
+        masks, scores, _ = predictor.predict(points, labels, box, multimask_output=args.multimask)
+        info["prompt"] = {
             "points": points.tolist() if points is not None else None,
             "labels": labels.tolist() if labels is not None else None,
             "box": args.box,
-        },
-        "masks": records,
-    }
-    (args.out / "result.json").write_text(json.dumps(result, indent=2))
-    best = max(records, key=lambda r: r["score"])
-    print(f"wrote {len(records)} mask(s), overlay.png and result.json to {args.out} (best score {best['score']:.3f})")
+        }
+        result = write_prediction(args.out, image, masks, scores, points, labels, [args.box] if args.box else (), info)
+    best_score = max(record["score"] for record in result["masks"]) if result["masks"] else float("nan")
+    print(f"wrote {len(result['masks'])} mask(s), overlay.png and result.json to {args.out} (best score {best_score:.3f})")
     return 0

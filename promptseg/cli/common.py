@@ -1,0 +1,52 @@
+"""Arguments and model loading shared by the commands that run a model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from promptseg.build import build_sam, model_types
+from promptseg.bundled import BUNDLED_DESCRIPTION, build_bundled_sam
+from promptseg.modeling import Sam
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+RANDOM_WEIGHTS_WARNING = """
+################################################################################
+#  WARNING: no --checkpoint was given, so the model has RANDOM WEIGHTS.        #
+#  The masks below are noise. Pass --checkpoint sam_vit_b_01ec64.pth (or any   #
+#  official SAM checkpoint) for real segmentations, or leave out --model to    #
+#  use the small model bundled with promptseg.                                 #
+################################################################################
+"""
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model, --checkpoint, --device and --dtype."""
+    parser.add_argument(
+        "--model", choices=model_types(),
+        help="model type; without --model and --checkpoint the bundled vit_tiny model is used",
+    )
+    parser.add_argument("--checkpoint", type=Path, help="official .pth or .safetensors weights (or ours)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="model precision")
+
+
+def load_model(args: argparse.Namespace) -> tuple[Sam, str]:
+    """The model the arguments ask for, and a one-line description of it (printed by the caller).
+
+    No --model and no --checkpoint: the bundled model. --checkpoint: those weights
+    (the type from --model, else read from the file). --model alone: random
+    weights, with a loud warning on stderr.
+    """
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = DTYPES[args.dtype]
+    if args.model is None and args.checkpoint is None:
+        return build_bundled_sam(device=device, dtype=dtype), f"{BUNDLED_DESCRIPTION} (bundled), on {device}, {args.dtype}"
+    if args.checkpoint is None:
+        print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
+    model = build_sam(args.model, checkpoint=args.checkpoint, device=device, dtype=dtype)
+    weights = "RANDOM weights" if args.checkpoint is None else f"weights {args.checkpoint}"
+    return model, f"{args.model or 'model type read from the checkpoint'} with {weights}, on {device}, {args.dtype}"

@@ -1,0 +1,1 @@
+"""Datasets for training and evaluating the promptable segmentation task."""

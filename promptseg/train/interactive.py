@@ -1,0 +1,90 @@
+"""One simulated interactive session per object: the first prompt, then corrective rounds,
+each fed the previous low-res logits, with SAM's loss at every round."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from promptseg.modeling import Sam
+from promptseg.train.losses import promptable_loss
+from promptseg.train.prompts import add_corrective_clicks, first_prompts
+
+
+@dataclass
+class SessionResult:
+    """Loss averaged over rounds, and the IoU of the first and last rounds' chosen masks (P,)."""
+
+    loss: torch.Tensor
+    first_iou: torch.Tensor
+    last_iou: torch.Tensor
+
+
+def round_schedule(rounds: int, silent_rounds: int, generator: torch.Generator) -> list[bool]:
+    """For each round after the first: True if it adds a click, False for a silent round.
+    One silent round goes to a random position among the click rounds, a second one at the end."""
+    schedule = [True] * rounds
+    if silent_rounds >= 1:
+        schedule.insert(int(torch.randint(0, rounds + 1, (1,), generator=generator)), False)
+    if silent_rounds == 2:
+        schedule.append(False)
+    return schedule
+
+
+def run_session(
+    model: Sam,
+    embeddings: torch.Tensor,
+    image_index: torch.Tensor,
+    targets: torch.Tensor,
+    schedule: list[bool],
+    box_probability: float,
+    generator: torch.Generator,
+) -> SessionResult:
+    """Simulate the rounds for P objects and return their loss.
+
+    Args:
+        embeddings: (B, C, h, w) image embeddings.
+        image_index: (P,) image of each object.
+        targets: (P, S, S) bool ground truth in the padded input frame.
+        schedule: see :func:`round_schedule`.
+    Returns:
+        The loss, and IoUs measured on the low-res grid.
+    """
+    prompt_encoder, decoder = model.prompt_encoder, model.mask_decoder
+    count, side = targets.shape[0], targets.shape[-1]
+    rows = torch.arange(count, device=targets.device)
+    # The loss compares the low-res logits with the ground truth averaged down to their grid.
+    factor = side // prompt_encoder.mask_input_size[0]
+    low_res_targets = F.avg_pool2d(targets[:, None].float(), factor)[:, 0] >= 0.5
+    state = first_prompts(targets, box_probability, generator)
+    # Round 0: a single click is ambiguous (3 masks, the best one trained); a box uses the single output.
+    candidates = torch.zeros(count, decoder.num_mask_tokens, dtype=torch.bool, device=targets.device)
+    candidates[:, 1:] = ~state.is_box[:, None]
+    candidates[:, 0] = state.is_box
+    previous_logits = None
+    losses, ious = [], []
+    for round_index in range(len(schedule) + 1):
+        coords, labels = state.tokens()
+        sparse = prompt_encoder.embed_tokens(coords, labels)
+        if previous_logits is None:
+            dense = prompt_encoder.no_mask_dense_embeddings(count)
+        else:
+            dense = prompt_encoder._embed_masks(previous_logits)
+        low_res, iou_predictions = decoder.predict_masks(
+            embeddings, prompt_encoder.get_dense_pe(), sparse, dense, image_index=image_index
+        )
+        terms = promptable_loss(low_res.float(), iou_predictions, low_res_targets, candidates)
+        losses.append(terms.total)
+        # The next round sees the mask a user would: the candidate with the highest predicted IoU.
+        shown = iou_predictions.detach().float().masked_fill(~candidates, float("-inf")).argmax(dim=1)
+        ious.append(terms.true_iou[rows, shown])
+        previous_logits = low_res[rows, shown][:, None].detach()
+        # Later rounds have several prompts, which are not ambiguous: the single-mask output.
+        candidates = torch.zeros_like(candidates)
+        candidates[:, 0] = True
+        if round_index < len(schedule) and schedule[round_index]:
+            upsampled = F.interpolate(previous_logits.float(), size=(side, side), mode="bilinear", align_corners=False)
+            state = add_corrective_clicks(state, upsampled[:, 0] > 0, targets, generator)
+    return SessionResult(torch.stack(losses).mean(), ious[0], ious[-1])
