@@ -11,9 +11,9 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from promptseg.cli import info, predict
+from promptseg.cli import export, info, predict, train
 
-COMMANDS = (predict, info)
+COMMANDS = (predict, train, export, info)
 
 
 def build_parser() -> argparse.ArgumentParser:

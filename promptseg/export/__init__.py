@@ -1,0 +1,34 @@
+"""Deploying SAM outside PyTorch: ONNX graphs (official-compatible and TensorRT-friendly) and TensorRT engines.
+
+ONNX (needs the ``onnx`` package; ``onnxruntime`` to run or quantise):
+
+* :func:`export_onnx_encoder`: the image encoder, float32/float16/bfloat16,
+  dynamic batch, weights over 2 GiB as external data, optional in-graph preprocessing.
+* :func:`export_onnx_decoder`: a drop-in for the official ``SamOnnxModel`` export.
+* :func:`export_onnx_batched_decoder`: P prompts per call, low-res output, no
+  value-dependent shapes; the decoder TensorRT builds from.
+* :func:`export_onnx_bundle`: all three plus a JSON description (``promptseg export onnx``).
+
+TensorRT (needs ``tensorrt`` >= 10 and a GPU): :mod:`promptseg.export.tensorrt`.
+"""
+
+from promptseg.export.bundle import export_onnx_bundle
+from promptseg.export.engine_predictor import EnginePredictor
+from promptseg.export.onnx_common import describe_onnx
+from promptseg.export.onnx_decoder import export_onnx_batched_decoder, export_onnx_decoder
+from promptseg.export.onnx_encoder import export_onnx_encoder
+from promptseg.export.onnx_graph import tensorrt_hazards
+from promptseg.export.onnx_quantize import quantize_onnx
+from promptseg.export.onnxruntime_engine import OnnxRuntimeEngine
+
+__all__ = [
+    "EnginePredictor",
+    "OnnxRuntimeEngine",
+    "describe_onnx",
+    "export_onnx_batched_decoder",
+    "export_onnx_bundle",
+    "export_onnx_decoder",
+    "export_onnx_encoder",
+    "quantize_onnx",
+    "tensorrt_hazards",
+]

@@ -1,0 +1,293 @@
+"""ONNX export of SAM's image encoder, optionally with the image preprocessing inside the graph.
+
+The graph reuses the model's own layers; only the attention is re-expressed in
+export-friendly form (no chunking loop, no in-place padding, no einsum), the
+form that ONNX Runtime and TensorRT's parser both take:
+
+* windowed layers pad the qkv grid by concatenation, then attend per window,
+  with every size but the batch a constant of the graph;
+* the decomposed relative position bias is two batched matmuls;
+* softmax and LayerNorm statistics are float32 whatever the export dtype.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from promptseg.export.onnx_common import (
+    DEFAULT_OPSET,
+    PathLike,
+    export_module,
+    exportable_copy,
+    model_device,
+    resized_size,
+)
+from promptseg.modeling import Sam
+from promptseg.modeling.image_encoder import Attention, Block, ImageEncoderViT
+from promptseg.ops.precision import statistics_dtype
+from promptseg.ops.rel_pos import rel_pos_table
+
+ENCODER_INPUT = "images"
+PREPROCESSING_INPUT = "image"
+ENCODER_OUTPUT = "image_embeddings"
+ONNX_INT64 = 7  # onnx.TensorProto.INT64
+
+
+class ExportableImageEncoder(nn.Module):
+    """(B, 3, S, S) float32 normalised, padded images -> (B, C, h, w) float32 embeddings, h = w = S / patch size.
+
+    Computes in the dtype of ``encoder``'s weights; the input is cast to it and
+    the output back to float32, so the graph's interface is float32 for any
+    export precision.
+    """
+
+    def __init__(self, encoder: ImageEncoderViT) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.compute_dtype = encoder.blocks[0].attn.qkv.weight.dtype
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        encoder = self.encoder
+        x = encoder.patch_embed(images.to(self.compute_dtype))
+        if encoder.pos_embed is not None:
+            x = x + encoder.pos_embed
+        for block in encoder.blocks:
+            x = _block(block, x)
+        return encoder.neck(x.permute(0, 3, 1, 2)).float()
+
+
+class PreprocessingImageEncoder(nn.Module):
+    """(H, W, 3) uint8 RGB image of any size -> (1, C, h, w) float32 embedding.
+
+    In the graph: resize so that the longer side is S (bilinear with
+    antialiasing, rounded to uint8 like the PIL resize of ``SamPredictor``),
+    normalise with the model's pixel mean and std, zero-pad to (S, S), encode.
+    """
+
+    def __init__(self, model: Sam) -> None:
+        super().__init__()
+        self.model = model
+        self.encoder = ExportableImageEncoder(model.image_encoder)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        size = torch.stack([torch.as_tensor(image.shape[0]), torch.as_tensor(image.shape[1])])
+        new_height, new_width = resized_size(size, self.model.image_encoder.img_size)
+        chw = image.permute(2, 0, 1)[None].float()
+        resized = F.interpolate(chw, size=(new_height, new_width), mode="bilinear", align_corners=False, antialias=True)
+        resized = resized.round().clamp(0, 255)
+        return self.encoder(self.model.preprocess(resized[0])[None].float())
+
+
+def export_onnx_encoder(
+    model: Sam,
+    path: PathLike,
+    *,
+    batch: Union[str, int] = "dynamic",
+    dtype: torch.dtype = torch.float32,
+    opset: int = DEFAULT_OPSET,
+    include_preprocessing: bool = False,
+) -> None:
+    """Write the image encoder of ``model`` to ``path`` as ONNX.
+
+    Without preprocessing the graph maps input ``images`` (B, 3, S, S) float32,
+    normalised and zero-padded as by ``Sam.preprocess`` (S =
+    ``model.image_encoder.img_size``, 1024 for the official models), to output
+    ``image_embeddings`` (B, C, h, h) float32: C = 256 and h = S / 16 = 64 for
+    the official models.
+
+    With ``include_preprocessing=True`` the graph takes ``image``: one
+    (H, W, 3) uint8 RGB image of any size (both dims dynamic), and does the
+    resize, normalisation and padding itself; the output is (1, C, h, h).
+
+    Args:
+        model: the SAM whose encoder to export; it is not modified. The graph
+            is traced on the model's device (a GPU traces a float16 or
+            bfloat16 vit_h in seconds, a CPU in many minutes).
+        path: the .onnx file. Weights over 2 GiB (vit_h in float32) go to
+            ``<path>.data`` beside it.
+        batch: "dynamic" for a dynamic batch axis named ``batch``, or a fixed
+            batch size (ignored with preprocessing, which takes one image).
+        dtype: precision of the weights and matmuls: torch.float32,
+            torch.float16 or torch.bfloat16. LayerNorm and softmax statistics
+            are computed in float32 in every case; inputs and outputs stay float32.
+        opset: ONNX opset, 17..20 (18 or later with preprocessing: antialiased Resize).
+        include_preprocessing: put resize, normalisation and padding in the graph.
+    """
+    if batch != "dynamic" and not (isinstance(batch, int) and batch >= 1):
+        raise ValueError(f"batch must be 'dynamic' or a positive int, got {batch!r}")
+    if include_preprocessing and opset < 18:
+        raise ValueError(f"include_preprocessing needs opset >= 18 (Resize with antialiasing), got opset={opset}")
+    export_model = exportable_copy(model, dtype)
+    device = model_device(export_model)
+    side = export_model.image_encoder.img_size
+    if include_preprocessing:
+        module: nn.Module = PreprocessingImageEncoder(export_model)
+        example = torch.randint(0, 256, (side * 3 // 4, side // 2, 3), dtype=torch.uint8, device=device)
+        input_name = PREPROCESSING_INPUT
+        dynamic_axes = {input_name: {0: "height", 1: "width"}}
+        output_batch: Union[str, int] = 1
+    else:
+        module = ExportableImageEncoder(export_model.image_encoder)
+        example = torch.randn(1 if batch == "dynamic" else batch, 3, side, side, device=device)
+        input_name = ENCODER_INPUT
+        dynamic_axes = {input_name: {0: "batch"}, ENCODER_OUTPUT: {0: "batch"}} if batch == "dynamic" else {}
+        output_batch = "batch" if batch == "dynamic" else batch
+    grid_h, grid_w = export_model.prompt_encoder.image_embedding_size
+    output_shape = [output_batch, export_model.prompt_encoder.embed_dim, grid_h, grid_w]
+    with _antialiased_resize_exportable(include_preprocessing):
+        export_module(
+            module,
+            (example,),
+            path,
+            input_names=[input_name],
+            output_names=[ENCODER_OUTPUT],
+            dynamic_axes=dynamic_axes,
+            opset=opset,
+            output_shapes={ENCODER_OUTPUT: output_shape},
+        )
+
+
+_ANTIALIASED_BILINEAR = "aten::_upsample_bilinear2d_aa"
+
+
+@contextlib.contextmanager
+def _antialiased_resize_exportable(enabled: bool) -> Iterator[None]:
+    """While active (and ``enabled``), export antialiased bilinear interpolation as an ONNX
+    Resize with ``antialias=1`` (opset 18), which the TorchScript exporter has no rule for."""
+    if not enabled:
+        yield
+        return
+    torch.onnx.register_custom_op_symbolic(_ANTIALIASED_BILINEAR, _antialiased_resize_symbolic, 18)
+    try:
+        yield
+    finally:
+        torch.onnx.unregister_custom_op_symbolic(_ANTIALIASED_BILINEAR, 18)
+
+
+def _antialiased_resize_symbolic(
+    graph: Any, image: Any, output_size: Any, align_corners: Any, scale_factors: Any
+) -> Any:
+    """ONNX for ``F.interpolate(image, size=output_size, mode="bilinear", antialias=True, align_corners=False)``.
+
+    ``exclude_outside`` renormalises the filter at the borders, as PIL and PyTorch do.
+    """
+    leading_dims = graph.op(
+        "Slice",
+        graph.op("Shape", image),
+        graph.op("Constant", value_t=torch.tensor([0])),
+        graph.op("Constant", value_t=torch.tensor([2])),
+    )
+    sizes = graph.op("Concat", leading_dims, graph.op("Cast", output_size, to_i=ONNX_INT64), axis_i=0)
+    no_roi = graph.op("Constant", value_t=torch.tensor([], dtype=torch.float32))
+    no_scales = graph.op("Constant", value_t=torch.tensor([], dtype=torch.float32))
+    return graph.op(
+        "Resize",
+        image,
+        no_roi,
+        no_scales,
+        sizes,
+        mode_s="linear",
+        coordinate_transformation_mode_s="half_pixel",
+        antialias_i=1,
+        exclude_outside_i=1,
+    )
+
+
+def _block(block: Block, x: torch.Tensor) -> torch.Tensor:
+    """One encoder block on a (B, H, W, C) grid, as ``Block.forward``."""
+    x = x + block.attn.proj(_attention(block.attn, block.norm1(x)))
+    return x + block.mlp(block.norm2(x))
+
+
+def _attention(attn: Attention, x: torch.Tensor) -> torch.Tensor:
+    """Self-attention of ``attn`` on a (B, H, W, C) grid before the output projection; (B, H, W, C)."""
+    qkv = attn.qkv(x)
+    rel_pos_h = attn.rel_pos_h if attn.use_rel_pos else None
+    rel_pos_w = attn.rel_pos_w if attn.use_rel_pos else None
+    window = attn.window_size
+    if window == 0:
+        return _grid_attention(qkv, attn.num_heads, rel_pos_h, rel_pos_w)
+    out = _grid_attention(_partition(qkv, window, attn.qkv.bias), attn.num_heads, rel_pos_h, rel_pos_w)
+    return _unpartition(out, window, int(qkv.shape[1]), int(qkv.shape[2]))
+
+
+def _partition(qkv: torch.Tensor, window: int, qkv_bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """(B, H, W, 3C) qkv grid -> (B * nH * nW, window, window, 3C) windows, as ``partition_windows``.
+
+    The grid is zero-padded at the bottom/right, then the padded tokens get the
+    qkv bias: the projection of a zero token, as the official model's
+    zero-padding before its projection.
+    """
+    height, width, channels = (int(size) for size in qkv.shape[1:])
+    pad_h, pad_w = -height % window, -width % window
+    if pad_h or pad_w:
+        qkv = F.pad(qkv, (0, 0, 0, pad_w, 0, pad_h))
+        if qkv_bias is not None:
+            # A constant (1, Hp, Wp, 1) mask of the padded tokens (numpy keeps it out of the trace).
+            is_padding = np.ones((1, height + pad_h, width + pad_w, 1), dtype=np.float32)
+            is_padding[:, :height, :width] = 0
+            qkv = qkv + torch.from_numpy(is_padding).to(qkv) * qkv_bias.to(qkv.dtype)
+    rows, columns = (height + pad_h) // window, (width + pad_w) // window
+    windows = qkv.reshape(-1, rows, window, columns, window, channels).permute(0, 1, 3, 2, 4, 5)
+    return windows.reshape(-1, window, window, channels)
+
+
+def _unpartition(windows: torch.Tensor, window: int, height: int, width: int) -> torch.Tensor:
+    """(B * nH * nW, window, window, C) -> (B, height, width, C), padding dropped (``unpartition_windows``)."""
+    rows, columns = -(-height // window), -(-width // window)
+    channels = int(windows.shape[-1])
+    grid = windows.reshape(-1, rows, columns, window, window, channels).permute(0, 1, 3, 2, 4, 5)
+    grid = grid.reshape(-1, rows * window, columns * window, channels)
+    return grid[:, :height, :width]
+
+
+def _grid_attention(
+    qkv: torch.Tensor, num_heads: int, rel_pos_h: Optional[torch.Tensor], rel_pos_w: Optional[torch.Tensor]
+) -> torch.Tensor:
+    """Global attention within each (h, w) grid of a (N, h, w, 3C) tensor; (N, h, w, C).
+
+    The export form of ``vit_attention_reference``: one pass over all grids
+    (the reference chunks them to bound memory, which would freeze the batch
+    size into the graph). Every reshape leaves only the leading dim to infer,
+    so the graph's shapes stay static but for the batch.
+    """
+    height, width, channels3 = (int(size) for size in qkv.shape[1:])
+    head_dim = channels3 // (3 * num_heads)
+    tokens = height * width
+    q, k, v = qkv.reshape(-1, tokens, 3, num_heads, head_dim).permute(2, 0, 3, 1, 4).reshape(3, -1, tokens, head_dim)
+    logits = (q * head_dim**-0.5) @ k.transpose(-2, -1)
+    if rel_pos_h is not None and rel_pos_w is not None:
+        rel_h, rel_w = _rel_pos_logits(q, rel_pos_h, rel_pos_w, height, width)
+        logits = logits.view(-1, height, width, height, width) + rel_h[..., :, None] + rel_w[..., None, :]
+        logits = logits.view(-1, tokens, tokens)
+    # An explicit cast: the exporter turns softmax(x, dtype=float32) into Cast(Softmax(x)).
+    probs = torch.softmax(logits.to(statistics_dtype(logits.dtype)), dim=-1).to(v.dtype)
+    out = (probs @ v).view(-1, num_heads, height, width, head_dim).permute(0, 2, 3, 1, 4)
+    return out.reshape(-1, height, width, num_heads * head_dim)
+
+
+def _rel_pos_logits(
+    q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor, height: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``promptseg.ops.rel_pos.rel_pos_logits`` as batched matmuls (TensorRT's einsum takes no ellipsis).
+
+    Args:
+        q: (N, h*w, head_dim) unscaled queries.
+    Returns:
+        rel_h (N, h, w, h) and rel_w (N, h, w, w).
+    """
+    head_dim = int(q.shape[-1])
+    table_h = rel_pos_table(height, height, rel_pos_h).to(q.dtype)  # (h, kh, c)
+    table_w = rel_pos_table(width, width, rel_pos_w).to(q.dtype)  # (w, kw, c)
+    grid = q.reshape(-1, height, width, head_dim)
+    by_row = grid.permute(1, 0, 2, 3).reshape(height, -1, head_dim)  # (h, N*w, c)
+    rel_h = (by_row @ table_h.transpose(1, 2)).reshape(height, -1, width, height).permute(1, 0, 2, 3)
+    by_column = grid.permute(2, 0, 1, 3).reshape(width, -1, head_dim)  # (w, N*h, c)
+    rel_w = (by_column @ table_w.transpose(1, 2)).reshape(width, -1, height, width).permute(1, 2, 0, 3)
+    return rel_h, rel_w
