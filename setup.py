@@ -3,7 +3,8 @@
 The extension is built when nvcc and a CUDA build of torch are present, or
 when PROMPTSEG_FORCE_CUDA=1 (e.g. to compile on a machine without a GPU).
 PROMPTSEG_SKIP_CUDA=1 skips it. Without it, promptseg runs the pure-PyTorch
-reference ops. With no GPU visible, TORCH_CUDA_ARCH_LIST defaults to "8.0;9.0".
+reference ops. With no GPU visible, TORCH_CUDA_ARCH_LIST defaults to "8.0;9.0+PTX"
+(sm_80 and sm_90 code, and PTX that newer GPUs compile at load time).
 """
 
 from __future__ import annotations
@@ -69,14 +70,14 @@ def _extensions() -> tuple[list, dict]:
     from torch.utils.cpp_extension import BuildExtension, CUDAExtension
 
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
-        os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"
+        os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0+PTX"
     extension = CUDAExtension(
         name="promptseg._C",
         sources=_cuda_sources(),
         include_dirs=[str(CSRC)],
         extra_compile_args={
-            "cxx": ["-O3", "-std=c++17"],
-            "nvcc": ["-O3", "-std=c++17", "--use_fast_math", "-lineinfo", "--expt-relaxed-constexpr"],
+            "cxx": ["-O3", "-std=c++20"],
+            "nvcc": ["-O3", "-std=c++20", "--use_fast_math", "-lineinfo", "--expt-relaxed-constexpr"],
         },
         py_limited_api=False,
     )

@@ -41,11 +41,16 @@ def kernels_enabled() -> bool:
 
 @lru_cache(maxsize=None)
 def _registered_ops() -> tuple[str, ...]:
+    """Names of the ops registered in the ``promptseg`` namespace (empty without the extension).
+
+    Read from the dispatcher's op table: ``dir(torch.ops.promptseg)`` lists only
+    ops that something has already looked up.
+    """
     if not extension_loaded():
         return ()
-    namespace = torch.ops.promptseg
-    names = (name for name in dir(namespace) if not name.startswith("_"))
-    return tuple(sorted(name for name in names if hasattr(getattr(namespace, name), "default")))
+    prefix = "promptseg::"
+    names = {name[len(prefix):].split(".")[0] for name in torch._C._dispatch_get_all_op_names() if name.startswith(prefix)}
+    return tuple(sorted(names))
 
 
 def available_kernels() -> list[str]:
