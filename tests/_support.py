@@ -73,3 +73,22 @@ def model_pair(config: SamConfig, seed: int = 0):
     ours = construct_sam(config)
     ours.load_state_dict(official.state_dict(), strict=True)
     return official, ours
+
+
+def cuda_predictors(official_model, model, image: np.ndarray, dtype: torch.dtype = torch.bfloat16):
+    """(official fp32 SamPredictor, promptseg SamPredictor in ``dtype``), both on CUDA with ``image``
+    set; the models are copies of ``official_model`` and ``model`` (a vit_b pair)."""
+    import copy
+
+    import segment_anything
+
+    import promptseg
+    from promptseg.configs import VIT_B
+
+    official = segment_anything.SamPredictor(copy.deepcopy(official_model).to("cuda"))
+    official.set_image(image)
+    ours_model = construct_sam(VIT_B)
+    ours_model.load_state_dict(model.state_dict())
+    ours = promptseg.SamPredictor(ours_model.to(device="cuda", dtype=dtype))
+    ours.set_image(image)
+    return official, ours

@@ -1,20 +1,29 @@
 """Multi-head self-attention of the ViT image encoder, with the decomposed relative position bias.
 
 ``vit_attention`` is the single entry point used by the image encoder for both
-its windowed and its global layers.
+its windowed and its global layers. It runs the fused CUDA kernel
+``torch.ops.promptseg.vit_attention`` (csrc/encoder_attention.cu) where
+:func:`kernel_supports` says it applies, and :func:`vit_attention_reference`
+everywhere else.
 """
 
 from __future__ import annotations
 
 import torch
 
-from promptseg.ops.dispatch import kernel_for
+from promptseg.ops.dispatch import extension_loaded, kernel_for
 from promptseg.ops.precision import statistics_dtype
 from promptseg.ops.rel_pos import rel_pos_logits
 from promptseg.ops.windows import partition_windows, unpartition_windows
 
 # Attention probabilities of one chunk stay below this many elements (1 GiB of fp32).
 _MAX_CHUNK_ELEMENTS = 1 << 28
+
+KERNEL_HEAD_DIMS = (64, 80)
+"""Head dims the CUDA kernel is compiled for (ViT-B/L: 64, ViT-H: 80)."""
+KERNEL_MAX_GRID_SIDE_SUM = 128
+"""With a rel-pos bias, the kernel needs h + w <= this for the attended (h, w) grid: the per-query
+rel-pos logits live in shared memory (kVitMaxGridSideSum in csrc/encoder_attention.cuh)."""
 
 
 def vit_attention(
@@ -45,10 +54,50 @@ def vit_attention(
     Returns:
         (B, H, W, C) attention output before the output projection.
     """
+    _check_inputs(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias)
     kernel = kernel_for("vit_attention", qkv, backend=backend)
-    if kernel is not None:
+    if kernel is not None and _kernel_applies(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias):
         return kernel(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias)
     return vit_attention_reference(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias)
+
+
+def kernel_supports(qkv_shape: tuple[int, ...], num_heads: int, window_size: int, has_rel_pos: bool) -> bool:
+    """Whether the CUDA kernel handles this shape: head_dim in :data:`KERNEL_HEAD_DIMS` and, with a
+    rel-pos bias, an attended grid (the window, or the whole (H, W) grid) with h + w <= 128.
+
+    Args:
+        qkv_shape: (B, H, W, 3*C) shape of the qkv input.
+        num_heads: number of heads; head_dim = C // num_heads.
+        window_size: window side, 0 for global attention.
+        has_rel_pos: whether rel_pos_h / rel_pos_w are given.
+    """
+    _, height, width, channels3 = qkv_shape
+    if channels3 // (3 * num_heads) not in KERNEL_HEAD_DIMS:
+        return False
+    grid_h, grid_w = (window_size, window_size) if window_size > 0 else (height, width)
+    return not has_rel_pos or grid_h + grid_w <= KERNEL_MAX_GRID_SIDE_SUM
+
+
+def _kernel_applies(
+    qkv: torch.Tensor,
+    num_heads: int,
+    rel_pos_h: torch.Tensor | None,
+    rel_pos_w: torch.Tensor | None,
+    window_size: int,
+    qkv_bias: torch.Tensor | None,
+) -> bool:
+    """The conditions on top of :func:`promptseg.ops.dispatch.kernel_for` (which has checked that
+    qkv is a bf16/fp16 CUDA tensor): a supported shape, a contiguous qkv, the other tensors on
+    qkv's device, a GPU of compute capability 8.0+, and no gradient wanted (the kernel has no
+    backward, so training runs the reference)."""
+    if not kernel_supports(tuple(qkv.shape), num_heads, window_size, rel_pos_h is not None) or not qkv.is_contiguous():
+        return False
+    others = [tensor for tensor in (rel_pos_h, rel_pos_w, qkv_bias) if tensor is not None]
+    if any(tensor.device != qkv.device or not tensor.is_floating_point() for tensor in others):
+        return False
+    if torch.is_grad_enabled() and any(tensor.requires_grad for tensor in (qkv, *others)):
+        return False
+    return torch.cuda.get_device_capability(qkv.device) >= (8, 0)
 
 
 def vit_attention_reference(
@@ -118,3 +167,29 @@ def _check_inputs(
             raise ValueError(f"{name} must be (L, head_dim={head_dim}), got {tuple(table.shape)}")
     if qkv_bias is not None and qkv_bias.shape != (qkv.shape[-1],):
         raise ValueError(f"qkv_bias must be ({qkv.shape[-1]},), got {tuple(qkv_bias.shape)}")
+
+
+def _register_fake() -> None:
+    """Shape propagation for ``torch.ops.promptseg.vit_attention`` (torch.compile, meta tensors),
+    registered only when the extension provides the op (csrc/encoder_ops.cpp names this module)."""
+    if not (extension_loaded() and hasattr(torch.ops.promptseg, "vit_attention")):
+        return
+
+    @torch.library.register_fake("promptseg::vit_attention")
+    def _(
+        qkv: torch.Tensor,
+        num_heads: int,
+        rel_pos_h: torch.Tensor | None,
+        rel_pos_w: torch.Tensor | None,
+        window_size: int,
+        qkv_bias: torch.Tensor | None,
+    ) -> torch.Tensor:
+        torch._check(qkv.dim() == 4, lambda: f"vit_attention: expected qkv of shape (B, H, W, 3*C), got {qkv.shape}")
+        torch._check(
+            qkv.shape[3] % (3 * num_heads) == 0,
+            lambda: f"vit_attention: expected the last dim of qkv to be 3 * num_heads * head_dim, got {qkv.shape[3]}",
+        )
+        return qkv.new_empty((qkv.shape[0], qkv.shape[1], qkv.shape[2], qkv.shape[3] // 3))
+
+
+_register_fake()
