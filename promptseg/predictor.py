@@ -5,6 +5,11 @@ shapes, dtypes and values), plus batched calls: many prompts of different
 shapes on one image (:meth:`SamPredictor.predict_many`) and many images
 encoded in one batch (:meth:`SamPredictor.set_images`,
 :meth:`SamPredictor.predict_batch`).
+
+A bf16/fp16 model on a CUDA device with the compiled kernels takes the fused
+path of :mod:`promptseg.fast_path` in :meth:`SamPredictor.predict`,
+:meth:`SamPredictor.predict_many` and :meth:`SamPredictor.predict_batch`;
+everything else runs the model's modules as they are.
 """
 
 from __future__ import annotations
@@ -16,9 +21,19 @@ import torch
 from tqdm.auto import tqdm
 
 from promptseg.errors import ImageNotSetError
+from promptseg.fast_path import (
+    ClickGraphs,
+    ImageTable,
+    decode_prompt_batch,
+    fused_path_available,
+    image_table,
+    image_table_key,
+    select_outputs,
+)
 from promptseg.inputs import Prompt, check_image, check_prompt, check_prompt_mapping, check_prompt_tensors
 from promptseg.modeling import Sam
-from promptseg.prompt_batch import PromptBatch, pack_prompts
+from promptseg.ops import mask_postprocess
+from promptseg.prompt_batch import PromptBatch, pack_prompts, prompt_tokens
 from promptseg.utils.transforms import ResizeLongestSide
 
 PromptLike = Union[Prompt, Mapping[str, Any]]
@@ -40,6 +55,9 @@ class SamPredictor:
         self.model = sam_model
         self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
         self.prompt_batch_size = prompt_batch_size
+        self.use_cuda_graphs = True
+        """On the fused path, replay :meth:`predict` from CUDA graphs (False: the same work, eagerly)."""
+        self._click_graphs: Optional[ClickGraphs] = None
         self.reset_image()
 
     # ----------------------------------------------------------------- images
@@ -113,6 +131,7 @@ class SamPredictor:
         self.input_size: Optional[tuple[int, ...]] = None
         self.original_sizes: list[tuple[int, ...]] = []
         self.input_sizes: list[tuple[int, ...]] = []
+        self._table: Optional[tuple[tuple, ImageTable]] = None  # (image_table_key, table) of a single image
 
     @property
     def device(self) -> torch.device:
@@ -144,6 +163,8 @@ class SamPredictor:
         """
         self._require_single_image()
         prompt = check_prompt(point_coords, point_labels, box, mask_input, self._mask_size)
+        if self._fused():
+            return self._predict_fused(prompt, multimask_output, return_logits)
         coords = labels = boxes = masks = None
         if prompt.point_coords is not None:
             coords = self._as_tensor(self.transform.apply_coords(prompt.point_coords, self.original_size))[None]
@@ -238,22 +259,25 @@ class SamPredictor:
         masks: list[list[torch.Tensor]] = [[] for _ in self.original_sizes]
         scores: list[list[torch.Tensor]] = [[] for _ in self.original_sizes]
         logits: list[list[torch.Tensor]] = [[] for _ in self.original_sizes]
+        fused = self._fused()
         for start in range(0, len(flat), self.prompt_batch_size):
             chunk = flat[start : start + self.prompt_batch_size]
-            image_index = torch.tensor([index for index, _ in chunk], device=self.device)
+            chunk_images = [index for index, _ in chunk]
             batch = pack_prompts(
                 [prompt for _, prompt in chunk],
-                [self.original_sizes[index] for index, _ in chunk],
+                [self.original_sizes[index] for index in chunk_images],
                 self.transform,
                 self.device,
             )
-            low_res, iou = self._decode(batch, image_index, multimask_output)
-            for image in image_index.unique().tolist():
-                selected = image_index == image
-                full = self.model.postprocess_masks(low_res[selected], self.input_sizes[image], self.original_sizes[image])
-                masks[image].append(full if return_logits else full > self.model.mask_threshold)
-                scores[image].append(iou[selected])
-                logits[image].append(low_res[selected])
+            if fused:
+                low_res, iou = self._decode_fused(batch, chunk_images, multimask_output)
+            else:
+                low_res, iou = self._decode(batch, torch.tensor(chunk_images, device=self.device), multimask_output)
+            # ``flat`` lists prompts image by image, so each image's prompts form one run of the chunk.
+            for image, rows in _runs(chunk_images):
+                masks[image].append(self._full_size(low_res[rows], image, return_logits, fused))
+                scores[image].append(iou[rows])
+                logits[image].append(low_res[rows])
         channels = 3 if multimask_output else 1
         results = []
         for image, (height, width) in enumerate(self.original_sizes):
@@ -284,6 +308,54 @@ class SamPredictor:
             multimask_output=multimask_output,
             image_index=image_index,
             token_padding_mask=batch.token_mask,
+        )
+
+    def _fused(self) -> bool:
+        """True when the fused CUDA path applies (see :func:`promptseg.fast_path.fused_path_available`)
+        and no subclass replaced the network calls (``_decode``, ``predict_torch``)."""
+        replaced = type(self)._decode is not SamPredictor._decode
+        replaced = replaced or type(self).predict_torch is not SamPredictor.predict_torch
+        return not replaced and fused_path_available(self.model, self.features)
+
+    @torch.no_grad()
+    def _image_table(self, images: list[int]) -> ImageTable:
+        """The :class:`~promptseg.fast_path.ImageTable` of ``images`` (sorted, distinct); cached for a single image."""
+        if len(self.original_sizes) == 1:
+            key = image_table_key(self.model, self.features)
+            if self._table is None or self._table[0] != key:
+                self._table = (key, image_table(self.model, self.features))
+            return self._table[1]
+        rows = torch.tensor(images, device=self.device)
+        return image_table(self.model, self.features[rows] if len(images) < len(self.features) else self.features)
+
+    def _decode_fused(
+        self, batch: PromptBatch, chunk_images: list[int], multimask_output: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`_decode`, on the fused path; ``chunk_images`` is the image of each prompt."""
+        images = sorted(set(chunk_images))
+        row_of = {image: row for row, image in enumerate(images)}
+        table = self._image_table(images)
+        masks, iou = decode_prompt_batch(self.model, table, [row_of[image] for image in chunk_images], batch)
+        return select_outputs(masks, iou, multimask_output)
+
+    def _full_size(self, low_res: torch.Tensor, image: int, return_logits: bool, fused: bool) -> torch.Tensor:
+        """(P, C, h, w) low-res logits of ``image`` -> (P, C, H, W) bool masks (float32 logits with return_logits)."""
+        if fused:
+            return mask_postprocess(
+                low_res, self.input_sizes[image], self.original_sizes[image], self.model.image_encoder.img_size,
+                self.model.mask_threshold, return_logits,
+            ).masks
+        full = self.model.postprocess_masks(low_res, self.input_sizes[image], self.original_sizes[image])
+        return full if return_logits else full > self.model.mask_threshold
+
+    def _predict_fused(self, prompt: Prompt, multimask_output: bool, return_logits: bool) -> Prediction:
+        """:meth:`predict` on the fused path, replayed from CUDA graphs unless ``use_cuda_graphs`` is False."""
+        coords, labels = prompt_tokens(prompt, self.transform, self.original_size)
+        if self._click_graphs is None or self._click_graphs.model is not self.model:
+            self._click_graphs = ClickGraphs(self.model)
+        return self._click_graphs.predict(
+            self._image_table([0]), coords, labels, prompt.mask_input, self.input_size, self.original_size,
+            multimask_output, return_logits, use_graphs=self.use_cuda_graphs,
         )
 
     # ---------------------------------------------------------------- helpers
@@ -331,6 +403,17 @@ def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     if tensor.is_floating_point():
         tensor = tensor.float()
     return tensor.cpu().numpy()
+
+
+def _runs(values: list[int]) -> list[tuple[int, slice]]:
+    """(value, slice) for each run of equal consecutive ``values``."""
+    runs: list[tuple[int, slice]] = []
+    start = 0
+    for end in range(1, len(values) + 1):
+        if end == len(values) or values[end] != values[start]:
+            runs.append((values[start], slice(start, end)))
+            start = end
+    return runs
 
 
 def _concat_numpy(parts: list[torch.Tensor], empty_shape: tuple[int, ...], empty_dtype: type) -> np.ndarray:

@@ -31,6 +31,8 @@ class PromptBatch:
         token_mask: (P, T) bool, False for batch padding; None when no prompt is padded.
         mask_inputs: (P, 1, S, S) float32 mask logits (zeros where absent), or None if no prompt has one.
         has_mask: (P,) bool, which prompts carry a mask input; None if none does.
+        masked_prompts: the indices of the prompts with a mask input, on the host (None when
+            none does, or when whoever built the batch did not record them).
     """
 
     coords: torch.Tensor
@@ -38,6 +40,7 @@ class PromptBatch:
     token_mask: Optional[torch.Tensor]
     mask_inputs: Optional[torch.Tensor]
     has_mask: Optional[torch.Tensor]
+    masked_prompts: Optional[list[int]] = None
 
 
 def prompt_tokens(prompt: Prompt, transform: ResizeLongestSide, original_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -77,19 +80,27 @@ def pack_prompts(
         labels[index, :count] = prompt_labels
         token_mask[index, :count] = True
     mask_inputs = has_mask = None
-    with_mask = [p.mask_input is not None for p in prompts]
-    if any(with_mask):
-        size = next(p.mask_input for p in prompts if p.mask_input is not None).shape[-1]
+    masked_prompts = [index for index, prompt in enumerate(prompts) if prompt.mask_input is not None]
+    if masked_prompts:
+        size = prompts[masked_prompts[0]].mask_input.shape[-1]
         stacked = np.zeros((len(prompts), 1, size, size), dtype=np.float32)
-        for index, prompt in enumerate(prompts):
-            if prompt.mask_input is not None:
-                stacked[index] = prompt.mask_input
-        mask_inputs = torch.from_numpy(stacked).to(device)
-        has_mask = torch.tensor(with_mask, device=device)
+        for index in masked_prompts:
+            stacked[index] = prompts[index].mask_input
+        mask_inputs = host_to_device(stacked, device)
+        has_mask = host_to_device(np.array([p.mask_input is not None for p in prompts]), device)
     return PromptBatch(
-        coords=torch.from_numpy(coords).to(device),
-        labels=torch.from_numpy(labels).to(device),
-        token_mask=None if token_mask.all() else torch.from_numpy(token_mask).to(device),
+        coords=host_to_device(coords, device),
+        labels=host_to_device(labels, device),
+        token_mask=None if token_mask.all() else host_to_device(token_mask, device),
         mask_inputs=mask_inputs,
         has_mask=has_mask,
+        masked_prompts=masked_prompts or None,
     )
+
+
+def host_to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``array`` as a tensor on ``device``; to a CUDA device through pinned memory, without blocking the host."""
+    tensor = torch.from_numpy(array)
+    if torch.device(device).type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)

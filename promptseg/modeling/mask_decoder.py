@@ -100,6 +100,30 @@ class MaskDecoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """All ``num_mask_tokens`` masks (P, num_mask_tokens, 4H, 4W) and their IoU (P, num_mask_tokens)."""
         prompts = sparse_prompt_embeddings.shape[0]
+        tokens, key_padding_mask = self.decoder_tokens(sparse_prompt_embeddings, token_padding_mask)
+        if image_index is None:
+            src = torch.repeat_interleave(image_embeddings, prompts, dim=0)
+        else:
+            src = image_embeddings[image_index]
+        src = src + dense_prompt_embeddings
+        pos_src = image_pe.expand(src.shape[0], -1, -1, -1)
+        height, width = src.shape[-2:]
+        hs, src = self.transformer(src, pos_src, tokens, key_padding_mask=key_padding_mask)
+        return self.masks_from_tokens(hs, src, (height, width))
+
+    def decoder_tokens(
+        self, sparse_prompt_embeddings: torch.Tensor, token_padding_mask: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The transformer's token sequence: the IoU token and the mask tokens, then the prompt tokens.
+
+        Args:
+            sparse_prompt_embeddings: (P, T, C).
+            token_padding_mask: (P, T) bool, False for padding tokens, or None.
+        Returns:
+            (P, 1 + num_mask_tokens + T, C) tokens and their (P, 1 + num_mask_tokens + T) bool key
+            padding mask (None when ``token_padding_mask`` is None).
+        """
+        prompts = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
         output_tokens = output_tokens.unsqueeze(0).expand(prompts, -1, -1)
         tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
@@ -107,16 +131,21 @@ class MaskDecoder(nn.Module):
         if token_padding_mask is not None:
             always_valid = token_padding_mask.new_ones(prompts, output_tokens.shape[1])
             key_padding_mask = torch.cat([always_valid, token_padding_mask], dim=1)
+        return tokens, key_padding_mask
 
-        if image_index is None:
-            src = torch.repeat_interleave(image_embeddings, prompts, dim=0)
-        else:
-            src = image_embeddings[image_index]
-        src = src + dense_prompt_embeddings
-        pos_src = image_pe.expand(src.shape[0], -1, -1, -1)
-        batch, channels, height, width = src.shape
+    def masks_from_tokens(
+        self, hs: torch.Tensor, src: torch.Tensor, grid: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mask and IoU heads on the transformer's outputs.
 
-        hs, src = self.transformer(src, pos_src, tokens, key_padding_mask=key_padding_mask)
+        Args:
+            hs: (P, T', C) processed tokens (IoU token, mask tokens, prompt tokens).
+            src: (P, H*W, C) processed image tokens of an (H, W) ``grid``.
+        Returns:
+            (P, num_mask_tokens, 4H, 4W) mask logits and (P, num_mask_tokens) IoU predictions.
+        """
+        batch, channels = src.shape[0], src.shape[2]
+        height, width = grid
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 

@@ -65,8 +65,29 @@ class TwoWayTransformer(nn.Module):
         """
         image_tokens = image_embedding.flatten(2).permute(0, 2, 1)
         image_pos = image_pe.flatten(2).permute(0, 2, 1)
-        queries, keys = point_embedding, image_tokens
-        for layer in self.layers:
+        return self.run_layers(point_embedding, image_tokens, point_embedding, image_pos, key_padding_mask)
+
+    def run_layers(
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        point_embedding: torch.Tensor,
+        image_pos: torch.Tensor,
+        key_padding_mask: Optional[torch.Tensor] = None,
+        first_layer: int = 0,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The blocks from ``first_layer`` on, then the final token-to-image attention.
+
+        Args:
+            queries: (B, T, C) tokens entering block ``first_layer``.
+            keys: (B, H*W, C) image tokens entering block ``first_layer``.
+            point_embedding: (B, T, C) the transformer's input tokens (their positional encoding).
+            image_pos: (B or 1, H*W, C) positional encoding of the image tokens.
+            key_padding_mask: (B, T) bool, False for padding tokens, or None.
+        Returns:
+            (B, T, C) processed tokens and (B, H*W, C) processed image tokens.
+        """
+        for layer in self.layers[first_layer:]:
             queries, keys = layer(queries, keys, point_embedding, image_pos, key_padding_mask)
         attn_out = self.final_attn_token_to_image(q=queries + point_embedding, k=keys + image_pos, v=keys)
         return self.norm_final_attn(queries + attn_out), keys

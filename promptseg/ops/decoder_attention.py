@@ -1,13 +1,23 @@
-"""Multi-head attention of the mask decoder's two-way transformer (after the q/k/v projections)."""
+"""Multi-head attention of the mask decoder's two-way transformer (after the q/k/v projections).
+
+:func:`token_attention` is the op the model calls; :func:`gathered_token_attention` is its variant
+in which P prompts read shared query or key/value rows through an index (one row per image)
+instead of P copies. Both run ``torch.ops.promptseg`` kernels (``csrc/decoder_attention.cu``) on
+CUDA bf16/fp16 tensors with head_dim 8, 16, 32 or 64, and their PyTorch references otherwise.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 
-from promptseg.ops.dispatch import kernel_for
+from promptseg.ops.dispatch import extension_loaded, kernel_for
 from promptseg.ops.precision import statistics_dtype
+
+KERNEL_HEAD_DIMS = (8, 16, 32, 64)
+"""Head dims the CUDA kernel is compiled for."""
 
 
 def token_attention(
@@ -32,8 +42,64 @@ def token_attention(
         (B, Nq, C) attention output before the output projection.
     """
     kernel = kernel_for("token_attention", q, k, v, backend=backend)
-    if kernel is not None:
-        return kernel(q, k, v, num_heads, key_padding_mask)
+    if kernel is not None and _kernel_supports(q, k, num_heads):
+        _check_inputs(q, k, v, num_heads, key_padding_mask)
+        return kernel(_kernel_rows(q), _kernel_rows(k), _kernel_rows(v), num_heads, key_padding_mask)
+    return token_attention_reference(q, k, v, num_heads, key_padding_mask)
+
+
+def gathered_token_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    num_heads: int,
+    key_padding_mask: Optional[torch.Tensor] = None,
+    q_index: Optional[torch.Tensor] = None,
+    kv_index: Optional[torch.Tensor] = None,
+    backend: str = "auto",
+) -> torch.Tensor:
+    """:func:`token_attention` of P prompts whose queries or keys/values are rows of shared tensors.
+
+    Output batch ``b`` attends with ``q[q_index[b]]`` to ``k[kv_index[b]]``, ``v[kv_index[b]]``;
+    an index left None is the identity. The kernel reads the shared rows in place, so e.g. the
+    image-side tensors of one image serve all of its prompts without P copies.
+
+    Args:
+        q: (Bq, Nq, C) projected queries.
+        k, v: (Bk, Nk, C) projected keys and values.
+        num_heads: number of heads; head_dim = C // num_heads.
+        key_padding_mask: (P, Nk) bool, True for keys that take part, or None.
+        q_index: (P,) int64 rows of ``q``, or None when Bq == P.
+        kv_index: (P,) int64 rows of ``k`` and ``v``, or None when Bk == P. Indices must be in
+            range; the kernel does not check them on the host (that would synchronise), an
+            out-of-range index trips a device-side assert.
+        backend: see :data:`promptseg.ops.dispatch.BACKENDS`.
+    Returns:
+        (P, Nq, C) attention output before the output projection.
+    """
+    _check_indices(q, k, q_index, kv_index)
+    kernel = kernel_for("gathered_token_attention", q, k, v, backend=backend)
+    if kernel is not None and _kernel_supports(q, k, num_heads):
+        batch = _gathered_batch(q, k, q_index, kv_index)
+        _check_inputs(_batch_view(q, batch), _batch_view(k, batch), _batch_view(v, batch), num_heads, key_padding_mask)
+        return kernel(_kernel_rows(q), _kernel_rows(k), _kernel_rows(v), num_heads, key_padding_mask, q_index, kv_index)
+    return gathered_token_attention_reference(q, k, v, num_heads, key_padding_mask, q_index, kv_index)
+
+
+def gathered_token_attention_reference(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    num_heads: int,
+    key_padding_mask: Optional[torch.Tensor] = None,
+    q_index: Optional[torch.Tensor] = None,
+    kv_index: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    """Pure-PyTorch :func:`gathered_token_attention`: gathers the rows, then :func:`token_attention_reference`."""
+    _check_indices(q, k, q_index, kv_index)
+    q = q if q_index is None else q[q_index]
+    if kv_index is not None:
+        k, v = k[kv_index], v[kv_index]
     return token_attention_reference(q, k, v, num_heads, key_padding_mask)
 
 
@@ -87,3 +153,78 @@ def _check_inputs(
             f"key_padding_mask must be a bool tensor of shape {tuple(k.shape[:2])}, "
             f"got {key_padding_mask.dtype} {tuple(key_padding_mask.shape)}"
         )
+
+
+def _check_indices(
+    q: torch.Tensor, k: torch.Tensor, q_index: Optional[torch.Tensor], kv_index: Optional[torch.Tensor]
+) -> None:
+    """Shapes and dtypes of the row indices of :func:`gathered_token_attention` (not their values)."""
+    for name, index in (("q_index", q_index), ("kv_index", kv_index)):
+        if index is not None and (index.dim() != 1 or index.dtype != torch.int64):
+            raise ValueError(f"{name} must be a (P,) int64 tensor, got {index.dtype} {tuple(index.shape)}")
+    if q_index is not None and kv_index is not None and q_index.shape != kv_index.shape:
+        raise ValueError(f"q_index and kv_index must have one length, got {tuple(q_index.shape)} and {tuple(kv_index.shape)}")
+    batch = _gathered_batch(q, k, q_index, kv_index)
+    if q_index is None and q.shape[0] != batch:
+        raise ValueError(f"q must have {batch} batches (one per prompt) when q_index is None, got {tuple(q.shape)}")
+    if kv_index is None and k.shape[0] != batch:
+        raise ValueError(f"k and v must have {batch} batches (one per prompt) when kv_index is None, got {tuple(k.shape)}")
+
+
+def _gathered_batch(
+    q: torch.Tensor, k: torch.Tensor, q_index: Optional[torch.Tensor], kv_index: Optional[torch.Tensor]
+) -> int:
+    """Number of prompts P of a gathered attention."""
+    if q_index is not None:
+        return q_index.shape[0]
+    if kv_index is not None:
+        return kv_index.shape[0]
+    return q.shape[0]
+
+
+def _batch_view(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """``x`` with its first dim seen as ``batch`` (a stride-0 view), for the shape checks only."""
+    return x[:1].expand(batch, *x.shape[1:]) if x.shape[0] != batch and x.shape[0] > 0 else x
+
+
+def _kernel_supports(q: torch.Tensor, k: torch.Tensor, num_heads: int) -> bool:
+    """Shapes the kernel handles: (B, N, C) inputs, head_dim in :data:`KERNEL_HEAD_DIMS`, at least one key."""
+    if q.dim() != 3 or k.dim() != 3 or num_heads < 1 or q.shape[2] % num_heads != 0:
+        return False
+    return q.shape[2] // num_heads in KERNEL_HEAD_DIMS and k.shape[1] >= 1
+
+
+def _kernel_rows(x: torch.Tensor) -> torch.Tensor:
+    """``x`` itself when its rows suit the kernel (unit channel stride, 16-byte aligned rows), else a contiguous copy."""
+    elements = 16 // x.element_size()
+    aligned = x.stride(-1) == 1 and x.storage_offset() % elements == 0
+    aligned = aligned and all(size == 1 or stride % elements == 0 for size, stride in zip(x.shape[:2], x.stride()[:2]))
+    return x if aligned else x.clone(memory_format=torch.contiguous_format)
+
+
+def _op_registered(name: str) -> bool:
+    """True when the loaded extension registered ``torch.ops.promptseg.<name>``.
+
+    Looking an op up also makes ``torch.ops.promptseg`` list it, which
+    :func:`promptseg.ops.dispatch.available_kernels` (cached on first use) relies on.
+    """
+    return extension_loaded() and hasattr(torch.ops.promptseg, name)
+
+
+def _register_fakes() -> None:
+    """Shape functions of the kernels for torch.compile / FakeTensor tracing (only when the extension is loaded)."""
+    if _op_registered("token_attention"):
+
+        @torch.library.register_fake("promptseg::token_attention")
+        def _token_attention_fake(q, k, v, num_heads, key_padding_mask=None):
+            return q.new_empty(q.shape)
+
+    if _op_registered("gathered_token_attention"):
+
+        @torch.library.register_fake("promptseg::gathered_token_attention")
+        def _gathered_fake(q, k, v, num_heads, key_padding_mask=None, q_index=None, kv_index=None):
+            batch = _gathered_batch(q, k, q_index, kv_index)
+            return q.new_empty((batch, q.shape[1], q.shape[2]))
+
+
+_register_fakes()

@@ -1,0 +1,126 @@
+"""Mask post-processing: low-res mask logits -> thresholded masks at the original image size.
+
+The reference is ``Sam.postprocess_masks`` followed by ``> threshold``: a bilinear upscale to the
+padded encoder frame, a crop to the resized image, a bilinear resize to the original size. On
+CUDA bf16/fp16 logits the ``promptseg::mask_postprocess`` kernel (``csrc/mask_postprocess.cu``)
+does it in one pass, computing each output pixel straight from the low-res logits, and can also
+measure each mask's box and area on the way.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from promptseg.ops.decoder_attention import _op_registered
+from promptseg.ops.dispatch import kernel_for
+from promptseg.postprocess import mask_areas, mask_boxes_xyxy
+
+MAX_KERNEL_WIDTH = 4096
+"""Widest low-res logits the kernel takes (it stages four rows in shared memory)."""
+
+
+class PostprocessedMasks(NamedTuple):
+    """Output of :func:`mask_postprocess`.
+
+    Attributes:
+        masks: (P, M, H, W) bool masks, or float32 logits when ``return_logits``.
+        boxes: (P, M, 4) int64 inclusive XYXY boxes of the thresholded masks ([0, 0, 0, 0] when
+            empty), or None without ``with_stats``.
+        areas: (P, M) int64 foreground pixel counts, or None without ``with_stats``.
+    """
+
+    masks: torch.Tensor
+    boxes: Optional[torch.Tensor]
+    areas: Optional[torch.Tensor]
+
+
+def mask_postprocess(
+    low_res: torch.Tensor,
+    input_size: Sequence[int],
+    original_size: Sequence[int],
+    image_size: int,
+    threshold: float = 0.0,
+    return_logits: bool = False,
+    with_stats: bool = False,
+    backend: str = "auto",
+) -> PostprocessedMasks:
+    """Upscale, crop, resize and threshold low-res mask logits.
+
+    Args:
+        low_res: (P, M, h, w) logits in any floating dtype.
+        input_size: (h_in, w_in) of the resized image inside the padded frame, each in [1, image_size].
+        original_size: (H, W) of the original image.
+        image_size: side of the padded square frame the encoder sees (1024 for SAM).
+        threshold: a pixel is foreground when its logit is > threshold (``Sam.mask_threshold``).
+        return_logits: return the float32 logits instead of the bool masks.
+        with_stats: also return each mask's box and area.
+        backend: see :data:`promptseg.ops.dispatch.BACKENDS`.
+    Returns:
+        :class:`PostprocessedMasks`; equal to ``Sam.postprocess_masks`` (+ threshold), and boxes and
+        areas equal to :func:`promptseg.postprocess.mask_boxes_xyxy` / :func:`~promptseg.postprocess.mask_areas`.
+    """
+    input_size, original_size = _check_inputs(low_res, input_size, original_size, image_size)
+    kernel = kernel_for("mask_postprocess", low_res, backend=backend)
+    if kernel is not None and low_res.shape[-1] <= MAX_KERNEL_WIDTH:
+        masks, boxes, areas = kernel(
+            low_res.contiguous(), input_size, original_size, image_size, float(threshold), return_logits, with_stats
+        )
+        return PostprocessedMasks(masks, boxes if with_stats else None, areas if with_stats else None)
+    return mask_postprocess_reference(low_res, input_size, original_size, image_size, threshold, return_logits, with_stats)
+
+
+def mask_postprocess_reference(
+    low_res: torch.Tensor,
+    input_size: Sequence[int],
+    original_size: Sequence[int],
+    image_size: int,
+    threshold: float = 0.0,
+    return_logits: bool = False,
+    with_stats: bool = False,
+) -> PostprocessedMasks:
+    """Pure-PyTorch :func:`mask_postprocess`: two ``F.interpolate`` calls around a crop, as ``Sam.postprocess_masks``."""
+    input_size, original_size = _check_inputs(low_res, input_size, original_size, image_size)
+    logits = F.interpolate(low_res.float(), (image_size, image_size), mode="bilinear", align_corners=False)
+    logits = logits[..., : input_size[0], : input_size[1]]
+    logits = F.interpolate(logits, original_size, mode="bilinear", align_corners=False)
+    binary = logits > threshold
+    boxes = mask_boxes_xyxy(binary) if with_stats else None
+    areas = mask_areas(binary) if with_stats else None
+    return PostprocessedMasks(logits if return_logits else binary, boxes, areas)
+
+
+def _check_inputs(
+    low_res: torch.Tensor, input_size: Sequence[int], original_size: Sequence[int], image_size: int
+) -> tuple[list[int], list[int]]:
+    """Validate the arguments of :func:`mask_postprocess`; returns the sizes as lists of ints."""
+    if low_res.dim() != 4 or not low_res.is_floating_point() or low_res.shape[-1] < 1 or low_res.shape[-2] < 1:
+        raise ValueError(
+            f"low_res must be floating (P, M, h, w) logits with h, w >= 1, got {low_res.dtype} {tuple(low_res.shape)}"
+        )
+    sizes = [int(size) for size in input_size], [int(size) for size in original_size]
+    if image_size < 1 or len(sizes[0]) != 2 or not all(1 <= size <= image_size for size in sizes[0]):
+        raise ValueError(f"input_size must be (h, w) with 1 <= h, w <= image_size={image_size}, got {tuple(input_size)}")
+    if len(sizes[1]) != 2 or not all(size >= 1 for size in sizes[1]):
+        raise ValueError(f"original_size must be (H, W) with H, W >= 1, got {tuple(original_size)}")
+    return sizes
+
+
+def _register_fake() -> None:
+    """Shape function of the kernel for torch.compile / FakeTensor tracing (only when the extension is loaded)."""
+    if not _op_registered("mask_postprocess"):
+        return
+
+    @torch.library.register_fake("promptseg::mask_postprocess")
+    def _mask_postprocess_fake(low_res, input_size, original_size, image_size, threshold, return_logits, with_stats):
+        prompts, masks_per_prompt = low_res.shape[:2]
+        dtype = torch.float32 if return_logits else torch.bool
+        masks = low_res.new_empty((prompts, masks_per_prompt, *original_size), dtype=dtype)
+        stats = (prompts, masks_per_prompt) if with_stats else (0,)
+        boxes = low_res.new_empty((*stats, 4) if with_stats else stats, dtype=torch.int64)
+        return masks, boxes, low_res.new_empty(stats, dtype=torch.int64)
+
+
+_register_fake()
