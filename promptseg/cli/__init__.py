@@ -11,9 +11,9 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from promptseg.cli import export, info, predict, train
+from promptseg.cli import amg, export, info, predict, train
 
-COMMANDS = (predict, train, export, info)
+COMMANDS = (predict, amg, train, export, info)
 
 
 def build_parser() -> argparse.ArgumentParser:
