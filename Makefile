@@ -25,7 +25,8 @@ $(VENV)/.installed-test: $(VENV)/.installed
 
 demo: $(VENV)/.installed
 	$(BIN)/promptseg info
-	$(BIN)/promptseg predict $(DEMO_IMAGE) --model vit_b --point 800,560 --box 100,200,1720,900 --multimask --out demo_out
+	$(BIN)/promptseg predict --synthetic-scene 7 --out demo_out/synthetic_scene
+	$(BIN)/promptseg predict $(DEMO_IMAGE) --point 800,560 --box 100,200,1720,900 --multimask --out demo_out/truck
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
