@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the bundled model promptseg/weights/vit_tiny_synthetic.safetensors
 # (see promptseg/weights/MODEL_CARD.md for the hardware and time it took).
-# Usage: bash scripts/train_bundled_model.sh [OUT_DIR]   (add --resume to continue a stopped run)
+# Usage: bash scripts/train_bundled_model.sh [OUT_DIR [--resume]]
+# (the output folder comes first; --resume after it continues a stopped run)
 set -euo pipefail
 out="${1:-runs/vit_tiny_synthetic}"
 shift || true
