@@ -61,7 +61,7 @@ def encoders(model: str, state: dict, sam_fast_path: Path | None):
     import segment_anything
 
     import promptseg
-    from promptseg.ops.dispatch import kernel_for
+    from promptseg.ops import kernel_available
 
     def official(dtype: torch.dtype):
         def build():
@@ -77,7 +77,7 @@ def encoders(model: str, state: dict, sam_fast_path: Path | None):
         return sam.image_encoder.eval()
 
     probe = torch.empty(1, 1, 1, 3 * 64, device="cuda", dtype=torch.bfloat16)
-    ours_impl = "promptseg" if kernel_for("vit_attention", probe) is not None else "promptseg-reference"
+    ours_impl = "promptseg" if kernel_available("vit_attention", probe) else "promptseg-reference"
     yield ours_impl, torch.bfloat16, ours
     yield "official", torch.float32, official(torch.float32)
     yield "official", torch.bfloat16, official(torch.bfloat16)

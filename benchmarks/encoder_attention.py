@@ -24,9 +24,7 @@ from encoder import require_cuda, results_name  # noqa: E402
 from harness import bf16_matmul_tflops, time_ms, write_results  # noqa: E402
 
 from promptseg.configs import CONFIGS  # noqa: E402
-from promptseg.ops.encoder_attention import vit_attention_reference  # noqa: E402
-from promptseg.ops.rel_pos import rel_pos_logits  # noqa: E402
-from promptseg.ops.windows import partition_windows, unpartition_windows  # noqa: E402
+from promptseg.ops import partition_windows, rel_pos_logits, unpartition_windows, vit_attention_reference  # noqa: E402
 
 GRID = 64  # token grid of a 1024x1024 image with 16x16 patches
 WINDOW = 14

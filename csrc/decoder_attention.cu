@@ -30,6 +30,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <c10/macros/Macros.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <array>
@@ -37,8 +38,9 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <optional>
 
-#include "decoder_ops.cuh"
+#include "input_checks.h"
 
 namespace promptseg {
 namespace {
@@ -354,8 +356,8 @@ void launch(AttentionParams& params, const at::Tensor& q) {
   }
 }
 
-}  // namespace
-
+// token_attention where output batch b reads q[q_index[b]] and k/v[kv_index[b]] (an absent index is
+// the identity), so P prompts can share one image's tensors without P copies of them.
 at::Tensor gathered_token_attention_cuda(
     const at::Tensor& q,
     const at::Tensor& k,
@@ -493,6 +495,8 @@ at::Tensor gathered_token_attention_cuda(
   return out;
 }
 
+// softmax(q k^T / sqrt(head_dim)) v per head. q (B, Nq, C), k/v (B, Nk, C), heads interleaved in C
+// (channel h * head_dim + d); key_padding_mask (B, Nk) bool, True = the key takes part.
 at::Tensor token_attention_cuda(
     const at::Tensor& q,
     const at::Tensor& k,
@@ -502,4 +506,11 @@ at::Tensor token_attention_cuda(
   return gathered_token_attention_cuda(q, k, v, num_heads, key_padding_mask, std::nullopt, std::nullopt);
 }
 
+}  // namespace
 }  // namespace promptseg
+
+// The schemas are in module.cpp; the references, fakes and dispatch in promptseg/ops/decoder_attention.py.
+TORCH_LIBRARY_IMPL(promptseg, CUDA, m) {
+  m.impl("token_attention", &promptseg::token_attention_cuda);
+  m.impl("gathered_token_attention", &promptseg::gathered_token_attention_cuda);
+}

@@ -1,5 +1,6 @@
-// Fused attention of SAM's ViT image encoder: the interface between the op registration
-// (encoder_ops.cpp, host code with ATen) and the kernel (encoder_attention.cu, no ATen).
+// Fused attention of SAM's ViT image encoder: the launch interface between the op's host code
+// (encoder_ops.cpp, with ATen, where the op's CUDA implementation is registered) and the kernel
+// (encoder_attention.cu, no ATen).
 #pragma once
 
 #include <cstddef>

@@ -1,7 +1,8 @@
-// Registration of promptseg::vit_attention (the fused attention of the ViT image encoder) and its
-// CUDA implementation: input checks, the rel-pos tables at the attended grid size, the output
-// allocation and the launch on the current stream. The math is in encoder_attention.cu; the
-// reference and the fake (meta) implementation are in promptseg/ops/encoder_attention.py.
+// The CUDA implementation of promptseg::vit_attention (the fused attention of the ViT image encoder)
+// and its registration: input checks, the rel-pos tables at the attended grid size, the output
+// allocation and the launch on the current stream. The math is in encoder_attention.cu, the schema
+// in module.cpp; the reference, the fake (meta) implementation and the dispatch are in
+// promptseg/ops/encoder_attention.py.
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -149,13 +150,5 @@ at::Tensor vit_attention_cuda(const at::Tensor& qkv, int64_t num_heads, const st
 
 }  // namespace
 }  // namespace promptseg
-
-TORCH_LIBRARY_FRAGMENT(promptseg, m) {
-  // The fake (meta) implementation, for torch.compile, is registered from this Python module.
-  m.set_python_module("promptseg.ops.encoder_attention");
-  m.def(
-      "vit_attention(Tensor qkv, int num_heads, Tensor? rel_pos_h, Tensor? rel_pos_w, int window_size, "
-      "Tensor? qkv_bias) -> Tensor");
-}
 
 TORCH_LIBRARY_IMPL(promptseg, CUDA, m) { m.impl("vit_attention", &promptseg::vit_attention_cuda); }

@@ -17,18 +17,20 @@
 // block stages in shared memory as fp32 (4 * w floats); threads then stride over the output
 // columns with coalesced stores. With stats, each block reduces its row's foreground count and
 // horizontal extent and folds them into per-plane accumulators with atomics; a last small kernel
-// turns those into XYXY boxes (all zeros for an empty mask, as promptseg.postprocess.mask_boxes_xyxy).
+// turns those into XYXY boxes (all zeros for an empty mask, as promptseg.ops.mask_boxes_xyxy).
 #include <ATen/ATen.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
 
 #include <algorithm>
 #include <climits>
 #include <cstdint>
 #include <limits>
+#include <tuple>
 
-#include "decoder_ops.cuh"
+#include "input_checks.h"
 
 namespace promptseg {
 namespace {
@@ -178,8 +180,9 @@ unsigned int blocks_for(int64_t items, int threads) {
   return static_cast<unsigned int>((items + threads - 1) / threads);
 }
 
-}  // namespace
-
+// (P, M, h, w) low-res logits -> (P, M, H, W) masks at the original image size (bool, or float32
+// logits with return_logits), plus (P, M, 4) int64 XYXY boxes and (P, M) int64 areas of the
+// thresholded masks when with_stats (empty tensors otherwise).
 std::tuple<at::Tensor, at::Tensor, at::Tensor> mask_postprocess_cuda(
     const at::Tensor& low_res,
     at::IntArrayRef input_size,
@@ -285,4 +288,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mask_postprocess_cuda(
   return {out, boxes, areas};
 }
 
+}  // namespace
 }  // namespace promptseg
+
+// The schema is in module.cpp; the reference, fake and dispatch in promptseg/ops/mask_postprocess.py.
+TORCH_LIBRARY_IMPL(promptseg, CUDA, m) { m.impl("mask_postprocess", &promptseg::mask_postprocess_cuda); }

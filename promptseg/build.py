@@ -16,7 +16,7 @@ from promptseg.configs import ALIASES, CONFIGS, SamConfig
 from promptseg.errors import UnknownModelTypeError
 from promptseg import modeling as promptseg_modeling
 from promptseg.modeling import Sam
-from promptseg.ops.dispatch import check_backend, set_backend
+from promptseg.ops import check_backend, set_backend
 
 Checkpoint = Optional[Union[str, "os.PathLike[str]"]]
 DeviceLike = Optional[Union[str, torch.device]]

@@ -15,9 +15,8 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from promptseg.configs import VIT_B
-from promptseg.ops import encoder_attention
-from promptseg.ops.dispatch import DISABLE_ENV, available_kernels, extension_loaded
-from promptseg.ops.encoder_attention import kernel_supports, vit_attention, vit_attention_reference
+from promptseg.ops import DISABLE_ENV, available_kernels, extension_loaded, vit_attention, vit_attention_reference
+from promptseg.ops import encoder_attention  # the module: its dispatch is monkeypatched, its internals checked
 from tests._support import cuda_predictors, relative_error
 
 SCHEMA = (
@@ -96,7 +95,7 @@ def poison_cuda_cache() -> None:
     ],
 )
 def test_kernel_supports(shape, heads, window, has_rel, expected):
-    assert kernel_supports(shape, heads, window, has_rel) is expected
+    assert encoder_attention.kernel_supports(shape, heads, window, has_rel) is expected
 
 
 @pytest.fixture

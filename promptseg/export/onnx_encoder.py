@@ -1,11 +1,13 @@
 """ONNX export of SAM's image encoder, optionally with the image preprocessing inside the graph.
 
-The graph reuses the model's own layers; only the attention is re-expressed in
-export-friendly form (no chunking loop, no in-place padding, no einsum), the
-form that ONNX Runtime and TensorRT's parser both take:
+The graph reuses the model's own layers; only the attention runs in its export
+form, ``promptseg.ops.vit_attention_reference(..., export=True)`` (no chunking
+loop, no in-place padding, no einsum), the form that ONNX Runtime and TensorRT's
+parser both take:
 
-* windowed layers pad the qkv grid by concatenation, then attend per window,
-  with every size but the batch a constant of the graph;
+* windowed layers pad the qkv grid (a Pad, then the qkv bias added on the
+  padded tokens), then attend per window, with every size but the batch a
+  constant of the graph;
 * the decomposed relative position bias is two batched matmuls;
 * softmax and LayerNorm statistics are float32 whatever the export dtype.
 """
@@ -13,9 +15,8 @@ form that ONNX Runtime and TensorRT's parser both take:
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, Union
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -30,8 +31,7 @@ from promptseg.export.onnx_common import (
 )
 from promptseg.modeling import Sam
 from promptseg.modeling.image_encoder import Attention, Block, ImageEncoderViT
-from promptseg.ops.precision import statistics_dtype
-from promptseg.ops.rel_pos import rel_pos_table
+from promptseg.ops import vit_attention_reference
 
 ENCODER_INPUT = "images"
 PREPROCESSING_INPUT = "image"
@@ -207,87 +207,7 @@ def _block(block: Block, x: torch.Tensor) -> torch.Tensor:
 
 def _attention(attn: Attention, x: torch.Tensor) -> torch.Tensor:
     """Self-attention of ``attn`` on a (B, H, W, C) grid before the output projection; (B, H, W, C)."""
-    qkv = attn.qkv(x)
     rel_pos_h = attn.rel_pos_h if attn.use_rel_pos else None
     rel_pos_w = attn.rel_pos_w if attn.use_rel_pos else None
-    window = attn.window_size
-    if window == 0:
-        return _grid_attention(qkv, attn.num_heads, rel_pos_h, rel_pos_w)
-    out = _grid_attention(_partition(qkv, window, attn.qkv.bias), attn.num_heads, rel_pos_h, rel_pos_w)
-    return _unpartition(out, window, int(qkv.shape[1]), int(qkv.shape[2]))
-
-
-def _partition(qkv: torch.Tensor, window: int, qkv_bias: Optional[torch.Tensor]) -> torch.Tensor:
-    """(B, H, W, 3C) qkv grid -> (B * nH * nW, window, window, 3C) windows, as ``partition_windows``.
-
-    The grid is zero-padded at the bottom/right, then the padded tokens get the
-    qkv bias: the projection of a zero token, as the official model's
-    zero-padding before its projection.
-    """
-    height, width, channels = (int(size) for size in qkv.shape[1:])
-    pad_h, pad_w = -height % window, -width % window
-    if pad_h or pad_w:
-        qkv = F.pad(qkv, (0, 0, 0, pad_w, 0, pad_h))
-        if qkv_bias is not None:
-            # A constant (1, Hp, Wp, 1) mask of the padded tokens (numpy keeps it out of the trace).
-            is_padding = np.ones((1, height + pad_h, width + pad_w, 1), dtype=np.float32)
-            is_padding[:, :height, :width] = 0
-            qkv = qkv + torch.from_numpy(is_padding).to(qkv) * qkv_bias.to(qkv.dtype)
-    rows, columns = (height + pad_h) // window, (width + pad_w) // window
-    windows = qkv.reshape(-1, rows, window, columns, window, channels).permute(0, 1, 3, 2, 4, 5)
-    return windows.reshape(-1, window, window, channels)
-
-
-def _unpartition(windows: torch.Tensor, window: int, height: int, width: int) -> torch.Tensor:
-    """(B * nH * nW, window, window, C) -> (B, height, width, C), padding dropped (``unpartition_windows``)."""
-    rows, columns = -(-height // window), -(-width // window)
-    channels = int(windows.shape[-1])
-    grid = windows.reshape(-1, rows, columns, window, window, channels).permute(0, 1, 3, 2, 4, 5)
-    grid = grid.reshape(-1, rows * window, columns * window, channels)
-    return grid[:, :height, :width]
-
-
-def _grid_attention(
-    qkv: torch.Tensor, num_heads: int, rel_pos_h: Optional[torch.Tensor], rel_pos_w: Optional[torch.Tensor]
-) -> torch.Tensor:
-    """Global attention within each (h, w) grid of a (N, h, w, 3C) tensor; (N, h, w, C).
-
-    The export form of ``vit_attention_reference``: one pass over all grids
-    (the reference chunks them to bound memory, which would freeze the batch
-    size into the graph). Every reshape leaves only the leading dim to infer,
-    so the graph's shapes stay static but for the batch.
-    """
-    height, width, channels3 = (int(size) for size in qkv.shape[1:])
-    head_dim = channels3 // (3 * num_heads)
-    tokens = height * width
-    q, k, v = qkv.reshape(-1, tokens, 3, num_heads, head_dim).permute(2, 0, 3, 1, 4).reshape(3, -1, tokens, head_dim)
-    logits = (q * head_dim**-0.5) @ k.transpose(-2, -1)
-    if rel_pos_h is not None and rel_pos_w is not None:
-        rel_h, rel_w = _rel_pos_logits(q, rel_pos_h, rel_pos_w, height, width)
-        logits = logits.view(-1, height, width, height, width) + rel_h[..., :, None] + rel_w[..., None, :]
-        logits = logits.view(-1, tokens, tokens)
-    # An explicit cast: the exporter turns softmax(x, dtype=float32) into Cast(Softmax(x)).
-    probs = torch.softmax(logits.to(statistics_dtype(logits.dtype)), dim=-1).to(v.dtype)
-    out = (probs @ v).view(-1, num_heads, height, width, head_dim).permute(0, 2, 3, 1, 4)
-    return out.reshape(-1, height, width, num_heads * head_dim)
-
-
-def _rel_pos_logits(
-    q: torch.Tensor, rel_pos_h: torch.Tensor, rel_pos_w: torch.Tensor, height: int, width: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``promptseg.ops.rel_pos.rel_pos_logits`` as batched matmuls (TensorRT's einsum takes no ellipsis).
-
-    Args:
-        q: (N, h*w, head_dim) unscaled queries.
-    Returns:
-        rel_h (N, h, w, h) and rel_w (N, h, w, w).
-    """
-    head_dim = int(q.shape[-1])
-    table_h = rel_pos_table(height, height, rel_pos_h).to(q.dtype)  # (h, kh, c)
-    table_w = rel_pos_table(width, width, rel_pos_w).to(q.dtype)  # (w, kw, c)
-    grid = q.reshape(-1, height, width, head_dim)
-    by_row = grid.permute(1, 0, 2, 3).reshape(height, -1, head_dim)  # (h, N*w, c)
-    rel_h = (by_row @ table_h.transpose(1, 2)).reshape(height, -1, width, height).permute(1, 0, 2, 3)
-    by_column = grid.permute(2, 0, 1, 3).reshape(width, -1, head_dim)  # (w, N*h, c)
-    rel_w = (by_column @ table_w.transpose(1, 2)).reshape(width, -1, height, width).permute(1, 2, 0, 3)
-    return rel_h, rel_w
+    args = (attn.qkv(x), attn.num_heads, rel_pos_h, rel_pos_w, attn.window_size, attn.qkv.bias)
+    return vit_attention_reference(*args, export=True)

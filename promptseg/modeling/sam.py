@@ -11,6 +11,7 @@ from torch.nn import functional as F
 from promptseg.modeling.image_encoder import ImageEncoderViT
 from promptseg.modeling.mask_decoder import MaskDecoder
 from promptseg.modeling.prompt_encoder import PromptEncoder
+from promptseg.ops import upscale_mask_logits
 
 
 class Sam(nn.Module):
@@ -97,12 +98,10 @@ class Sam(nn.Module):
         """(B, C, h, w) low-res logits -> (B, C, H, W) float32 logits at the original image size.
 
         Upscales to the padded encoder frame, crops the padding (``input_size`` is
-        the resized image before padding), then resizes to ``original_size``.
+        the resized image before padding), then resizes to ``original_size``:
+        :func:`promptseg.ops.upscale_mask_logits`, the reference of ``promptseg.ops.mask_postprocess``.
         """
-        side = self.image_encoder.img_size
-        masks = F.interpolate(masks.float(), (side, side), mode="bilinear", align_corners=False)
-        masks = masks[..., : input_size[0], : input_size[1]]
-        return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
+        return upscale_mask_logits(masks, input_size, original_size, self.image_encoder.img_size)
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """(3, h, w) 0..255 RGB -> (3, S, S) normalised, zero-padded at bottom/right, in the model dtype."""

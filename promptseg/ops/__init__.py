@@ -1,27 +1,64 @@
-"""The attention boundary between the model and its implementations.
+"""The kernel boundary between the model and its implementations.
 
-Model files call only the functions exported here. Each op has a pure-PyTorch
-reference; when the compiled extension (``promptseg._C``) provides a kernel for
-the inputs at hand, :mod:`promptseg.ops.dispatch` routes the call to it. The
-model never learns which implementation ran.
+Code outside ``promptseg/ops/`` imports only from this package, never from one of its modules.
+Each op has a pure-PyTorch reference (``<op>_reference``, exported too); when the compiled
+extension (``promptseg._C``) provides a kernel for the inputs at hand, :mod:`promptseg.ops.dispatch`
+routes the call to it. The model never learns which implementation ran; :func:`kernel_available`
+tells a caller whether a kernel would.
 """
 
-from promptseg.ops.decoder_attention import gathered_token_attention, token_attention
-from promptseg.ops.dispatch import BACKENDS, available_kernels, extension_loaded, kernels_enabled, set_backend
-from promptseg.ops.encoder_attention import vit_attention
-from promptseg.ops.mask_postprocess import PostprocessedMasks, mask_postprocess
+from promptseg.ops.decoder_attention import (
+    gathered_token_attention,
+    gathered_token_attention_reference,
+    token_attention,
+    token_attention_reference,
+)
+from promptseg.ops.dispatch import (
+    BACKENDS,
+    DISABLE_ENV,
+    available_kernels,
+    check_backend,
+    extension_loaded,
+    kernel_available,
+    kernels_enabled,
+    set_backend,
+)
+from promptseg.ops.encoder_attention import vit_attention, vit_attention_reference
+from promptseg.ops.mask_postprocess import (
+    PostprocessedMasks,
+    mask_postprocess,
+    mask_postprocess_reference,
+    upscale_mask_logits,
+)
+from promptseg.ops.mask_stats import mask_areas, mask_boxes_xyxy
 from promptseg.ops.normalization import layer_norm_fp32
+from promptseg.ops.rel_pos import rel_pos_logits, rel_pos_table
+from promptseg.ops.windows import partition_windows, unpartition_windows
 
 __all__ = [
     "BACKENDS",
+    "DISABLE_ENV",
     "available_kernels",
+    "check_backend",
     "extension_loaded",
     "gathered_token_attention",
+    "gathered_token_attention_reference",
+    "kernel_available",
     "kernels_enabled",
     "layer_norm_fp32",
+    "mask_areas",
+    "mask_boxes_xyxy",
     "mask_postprocess",
+    "mask_postprocess_reference",
+    "partition_windows",
     "PostprocessedMasks",
+    "rel_pos_logits",
+    "rel_pos_table",
     "set_backend",
     "token_attention",
+    "token_attention_reference",
+    "unpartition_windows",
+    "upscale_mask_logits",
     "vit_attention",
+    "vit_attention_reference",
 ]

@@ -13,7 +13,8 @@ from typing import Optional
 
 import torch
 
-from promptseg.ops.dispatch import extension_loaded, kernel_for
+from promptseg.ops.dispatch import kernel_for
+from promptseg.ops.fakes import register_fake_if_built
 from promptseg.ops.precision import statistics_dtype
 
 KERNEL_HEAD_DIMS = (8, 16, 32, 64)
@@ -37,7 +38,7 @@ def token_attention(
         key_padding_mask: (B, Nk) bool, True for keys that take part, False for
             keys that only pad a batch of prompts of different lengths; None
             when every key takes part.
-        backend: see :data:`promptseg.ops.dispatch.BACKENDS`.
+        backend: see :data:`promptseg.ops.BACKENDS`.
     Returns:
         (B, Nq, C) attention output before the output projection.
     """
@@ -73,7 +74,7 @@ def gathered_token_attention(
         kv_index: (P,) int64 rows of ``k`` and ``v``, or None when Bk == P. Indices must be in
             range; the kernel does not check them on the host (that would synchronise), an
             out-of-range index trips a device-side assert.
-        backend: see :data:`promptseg.ops.dispatch.BACKENDS`.
+        backend: see :data:`promptseg.ops.BACKENDS`.
     Returns:
         (P, Nq, C) attention output before the output projection.
     """
@@ -202,29 +203,14 @@ def _kernel_rows(x: torch.Tensor) -> torch.Tensor:
     return x if aligned else x.clone(memory_format=torch.contiguous_format)
 
 
-def _op_registered(name: str) -> bool:
-    """True when the loaded extension registered ``torch.ops.promptseg.<name>``.
-
-    Looking an op up also makes ``torch.ops.promptseg`` list it, which
-    :func:`promptseg.ops.dispatch.available_kernels` (cached on first use) relies on.
-    """
-    return extension_loaded() and hasattr(torch.ops.promptseg, name)
+@register_fake_if_built("token_attention")
+def _token_attention_fake(q, k, v, num_heads, key_padding_mask=None):
+    """Output of ``torch.ops.promptseg.token_attention``: (B, Nq, C), like q."""
+    return q.new_empty(q.shape)
 
 
-def _register_fakes() -> None:
-    """Shape functions of the kernels for torch.compile / FakeTensor tracing (only when the extension is loaded)."""
-    if _op_registered("token_attention"):
-
-        @torch.library.register_fake("promptseg::token_attention")
-        def _token_attention_fake(q, k, v, num_heads, key_padding_mask=None):
-            return q.new_empty(q.shape)
-
-    if _op_registered("gathered_token_attention"):
-
-        @torch.library.register_fake("promptseg::gathered_token_attention")
-        def _gathered_fake(q, k, v, num_heads, key_padding_mask=None, q_index=None, kv_index=None):
-            batch = _gathered_batch(q, k, q_index, kv_index)
-            return q.new_empty((batch, q.shape[1], q.shape[2]))
-
-
-_register_fakes()
+@register_fake_if_built("gathered_token_attention")
+def _gathered_fake(q, k, v, num_heads, key_padding_mask=None, q_index=None, kv_index=None):
+    """Output of ``torch.ops.promptseg.gathered_token_attention``: (P, Nq, C) in q's dtype."""
+    batch = _gathered_batch(q, k, q_index, kv_index)
+    return q.new_empty((batch, q.shape[1], q.shape[2]))

@@ -1,7 +1,9 @@
 """Loading the compiled extension and deciding whether a kernel may run.
 
 This module is the only place that knows about ``promptseg._C``. An op asks
-:func:`kernel_for` for its kernel; ``None`` means "use the reference".
+:func:`kernel_for` for its kernel; ``None`` means "use the reference". Code
+outside ``promptseg.ops`` asks :func:`kernel_available` (exported by
+``promptseg.ops``) the same question without receiving the kernel.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from torch import nn
 DISABLE_ENV = "PROMPTSEG_DISABLE_KERNELS"
 BACKENDS = ("auto", "reference")
 """``auto``: a kernel where one applies, else the reference; ``reference``: always the reference."""
+
+OP_NAMES = ("vit_attention", "token_attention", "gathered_token_attention", "mask_postprocess")
+"""Every op whose schema csrc/module.cpp defines under ``torch.ops.promptseg``."""
 
 
 @lru_cache(maxsize=None)
@@ -39,18 +44,25 @@ def kernels_enabled() -> bool:
     return os.environ.get(DISABLE_ENV, "0") not in ("1", "true", "TRUE", "yes")
 
 
+def _op_registered(op_name: str) -> bool:
+    """True when ``torch.ops.promptseg.<op_name>`` resolves (the lookup raises when it is unknown)."""
+    try:
+        return hasattr(torch.ops.promptseg, op_name)
+    except RuntimeError:
+        return False
+
+
 @lru_cache(maxsize=None)
 def _registered_ops() -> tuple[str, ...]:
-    """Names of the ops registered in the ``promptseg`` namespace (empty without the extension).
-
-    Read from the dispatcher's op table: ``dir(torch.ops.promptseg)`` lists only
-    ops that something has already looked up.
-    """
+    """The names of :data:`OP_NAMES` that the loaded extension registered (empty without it)."""
     if not extension_loaded():
         return ()
-    prefix = "promptseg::"
-    names = {name[len(prefix):].split(".")[0] for name in torch._C._dispatch_get_all_op_names() if name.startswith(prefix)}
-    return tuple(sorted(names))
+    return tuple(sorted(name for name in OP_NAMES if _op_registered(name)))
+
+
+def op_built(op_name: str) -> bool:
+    """True when the extension is loaded and registered ``torch.ops.promptseg.<op_name>``."""
+    return op_name in _registered_ops()
 
 
 def available_kernels() -> list[str]:
@@ -84,11 +96,18 @@ def kernel_for(op_name: str, *tensors: torch.Tensor, backend: str = "auto") -> O
     kernels are not disabled, every tensor lives on a CUDA device and the
     floating dtype is bf16 or fp16.
     """
-    if check_backend(backend) == "reference" or not (kernels_enabled() and extension_loaded()):
-        return None
-    if op_name not in _registered_ops():
+    if check_backend(backend) == "reference" or not (kernels_enabled() and op_built(op_name)):
         return None
     for tensor in tensors:
         if not tensor.is_cuda or tensor.dtype not in (torch.bfloat16, torch.float16):
             return None
     return getattr(torch.ops.promptseg, op_name)
+
+
+def kernel_available(op_name: str, *tensors: torch.Tensor, backend: str = "auto") -> bool:
+    """True when :func:`kernel_for` would hand the op ``op_name`` a kernel for ``tensors``.
+
+    The check of dispatch itself (backend, extension, ``PROMPTSEG_DISABLE_KERNELS``, CUDA bf16/fp16
+    tensors); an op may still run its reference for shapes its kernel does not take.
+    """
+    return kernel_for(op_name, *tensors, backend=backend) is not None

@@ -4,14 +4,16 @@
 its windowed and its global layers. It runs the fused CUDA kernel
 ``torch.ops.promptseg.vit_attention`` (csrc/encoder_attention.cu) where
 :func:`kernel_supports` says it applies, and :func:`vit_attention_reference`
-everywhere else.
+everywhere else; ``vit_attention_reference(..., export=True)`` is the form
+that ``torch.onnx.export`` traces into an ONNX graph (promptseg.export).
 """
 
 from __future__ import annotations
 
 import torch
 
-from promptseg.ops.dispatch import extension_loaded, kernel_for
+from promptseg.ops.dispatch import kernel_for
+from promptseg.ops.fakes import register_fake_if_built
 from promptseg.ops.precision import statistics_dtype
 from promptseg.ops.rel_pos import rel_pos_logits
 from promptseg.ops.windows import partition_windows, unpartition_windows
@@ -50,7 +52,7 @@ def vit_attention(
         qkv_bias: (3*C,) bias of the qkv projection, or None. Windowed layers
             pad the grid to a multiple of the window; padded tokens are the
             projection of a zero vector, i.e. this bias (zeros when None).
-        backend: see :data:`promptseg.ops.dispatch.BACKENDS`.
+        backend: see :data:`promptseg.ops.BACKENDS`.
     Returns:
         (B, H, W, C) attention output before the output projection.
     """
@@ -107,41 +109,80 @@ def vit_attention_reference(
     rel_pos_w: torch.Tensor | None,
     window_size: int,
     qkv_bias: torch.Tensor | None,
+    export: bool = False,
 ) -> torch.Tensor:
-    """Pure-PyTorch :func:`vit_attention`; softmax statistics in fp32."""
+    """Pure-PyTorch :func:`vit_attention`; softmax statistics in fp32.
+
+    By default the grids are attended in chunks whose attention probabilities stay below 1 GiB of
+    fp32. With ``export=True`` it is the form that ``torch.onnx.export`` (TorchScript exporter) traces
+    into a graph ONNX Runtime and TensorRT's parser both take, with the same result: all grids in
+    one pass (chunks would freeze the batch size into the graph), and the softmax input cast to fp32
+    explicitly (the exporter turns ``softmax(x, dtype=float32)`` into ``Cast(Softmax(x))``), so the
+    statistics are fp32 in an fp16 or bf16 graph too. Either way every size but the batch is read as
+    a Python int (a constant of a traced graph), the window padding is a Pad and the rel-pos bias
+    two batched matmuls.
+    """
     _check_inputs(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias)
     if window_size == 0:
-        return _grid_attention(qkv, num_heads, rel_pos_h, rel_pos_w)
-    height, width = qkv.shape[1:3]
+        return _grid_attention(qkv, num_heads, rel_pos_h, rel_pos_w, export)
+    height, width = (int(size) for size in qkv.shape[1:3])
     windows, padded_hw = partition_windows(qkv, window_size, qkv_bias)
-    out = _grid_attention(windows, num_heads, rel_pos_h, rel_pos_w)
+    out = _grid_attention(windows, num_heads, rel_pos_h, rel_pos_w, export)
     return unpartition_windows(out, window_size, padded_hw, (height, width))
 
 
 def _grid_attention(
-    qkv: torch.Tensor, num_heads: int, rel_pos_h: torch.Tensor | None, rel_pos_w: torch.Tensor | None
+    qkv: torch.Tensor,
+    num_heads: int,
+    rel_pos_h: torch.Tensor | None,
+    rel_pos_w: torch.Tensor | None,
+    export: bool,
 ) -> torch.Tensor:
-    """Global attention inside each (h, w) grid of a (B, h, w, 3C) tensor; returns (B, h, w, C)."""
-    batch, height, width, channels3 = qkv.shape
+    """Global attention inside each (h, w) grid of a (N, h, w, 3C) tensor; returns (N, h, w, C).
+
+    Chunked over N * heads unless ``export``; every reshape infers only the leading dim.
+    """
+    height, width, channels3 = (int(size) for size in qkv.shape[1:])
     head_dim = channels3 // (3 * num_heads)
     tokens = height * width
-    # (3, B * heads, tokens, head_dim)
-    q, k, v = qkv.reshape(batch, tokens, 3, num_heads, head_dim).permute(2, 0, 3, 1, 4).reshape(3, -1, tokens, head_dim)
-    scale = head_dim**-0.5
-    out = torch.empty_like(q)
+    # (3, N * heads, tokens, head_dim)
+    q, k, v = qkv.reshape(-1, tokens, 3, num_heads, head_dim).permute(2, 0, 3, 1, 4).reshape(3, -1, tokens, head_dim)
     rows_per_chunk = max(1, _MAX_CHUNK_ELEMENTS // (tokens * tokens))
-    for start in range(0, q.shape[0], rows_per_chunk):
-        chunk = slice(start, start + rows_per_chunk)
-        logits = (q[chunk] * scale) @ k[chunk].transpose(-2, -1)
-        if rel_pos_h is not None and rel_pos_w is not None:
-            rel_h, rel_w = rel_pos_logits(q[chunk], rel_pos_h, rel_pos_w, (height, width))
-            logits = logits.view(-1, height, width, height, width)
-            logits = logits + rel_h[..., :, None] + rel_w[..., None, :]
-            logits = logits.view(-1, tokens, tokens)
-        probs = torch.softmax(logits, dim=-1, dtype=statistics_dtype(logits.dtype)).to(v.dtype)
-        out[chunk] = probs @ v[chunk]
-    out = out.view(batch, num_heads, height, width, head_dim).permute(0, 2, 3, 1, 4)
-    return out.reshape(batch, height, width, num_heads * head_dim)
+    if export or rows_per_chunk >= q.shape[0]:
+        out = _attend(q, k, v, rel_pos_h, rel_pos_w, (height, width), export)
+    else:
+        out = torch.empty_like(q)
+        for start in range(0, q.shape[0], rows_per_chunk):
+            chunk = slice(start, start + rows_per_chunk)
+            out[chunk] = _attend(q[chunk], k[chunk], v[chunk], rel_pos_h, rel_pos_w, (height, width), export)
+    out = out.view(-1, num_heads, height, width, head_dim).permute(0, 2, 3, 1, 4)
+    return out.reshape(-1, height, width, num_heads * head_dim)
+
+
+def _attend(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    rel_pos_h: torch.Tensor | None,
+    rel_pos_w: torch.Tensor | None,
+    grid: tuple[int, int],
+    export: bool,
+) -> torch.Tensor:
+    """``softmax(scale * q k^T + rel_h + rel_w) v`` for q, k, v (R, h*w, head_dim) on an (h, w) grid;
+    returns (R, h*w, head_dim). Softmax statistics in (at least) fp32."""
+    height, width = grid
+    tokens = height * width
+    logits = (q * int(q.shape[-1]) ** -0.5) @ k.transpose(-2, -1)
+    if rel_pos_h is not None and rel_pos_w is not None:
+        rel_h, rel_w = rel_pos_logits(q, rel_pos_h, rel_pos_w, grid)
+        logits = logits.view(-1, height, width, height, width) + rel_h[..., :, None] + rel_w[..., None, :]
+        logits = logits.view(-1, tokens, tokens)
+    statistics = statistics_dtype(logits.dtype)
+    if export:  # an explicit cast: the exporter turns softmax(x, dtype=float32) into Cast(Softmax(x))
+        probs = torch.softmax(logits.to(statistics), dim=-1)
+    else:  # no fp32 copy of the logits
+        probs = torch.softmax(logits, dim=-1, dtype=statistics)
+    return probs.to(v.dtype) @ v
 
 
 def _check_inputs(
@@ -169,27 +210,12 @@ def _check_inputs(
         raise ValueError(f"qkv_bias must be ({qkv.shape[-1]},), got {tuple(qkv_bias.shape)}")
 
 
-def _register_fake() -> None:
-    """Shape propagation for ``torch.ops.promptseg.vit_attention`` (torch.compile, meta tensors),
-    registered only when the extension provides the op (csrc/encoder_ops.cpp names this module)."""
-    if not (extension_loaded() and hasattr(torch.ops.promptseg, "vit_attention")):
-        return
-
-    @torch.library.register_fake("promptseg::vit_attention")
-    def _(
-        qkv: torch.Tensor,
-        num_heads: int,
-        rel_pos_h: torch.Tensor | None,
-        rel_pos_w: torch.Tensor | None,
-        window_size: int,
-        qkv_bias: torch.Tensor | None,
-    ) -> torch.Tensor:
-        torch._check(qkv.dim() == 4, lambda: f"vit_attention: expected qkv of shape (B, H, W, 3*C), got {qkv.shape}")
-        torch._check(
-            qkv.shape[3] % (3 * num_heads) == 0,
-            lambda: f"vit_attention: expected the last dim of qkv to be 3 * num_heads * head_dim, got {qkv.shape[3]}",
-        )
-        return qkv.new_empty((qkv.shape[0], qkv.shape[1], qkv.shape[2], qkv.shape[3] // 3))
-
-
-_register_fake()
+@register_fake_if_built("vit_attention")
+def _vit_attention_fake(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias):
+    """Output of ``torch.ops.promptseg.vit_attention``: (B, H, W, C) for qkv (B, H, W, 3*C), in qkv's dtype."""
+    torch._check(qkv.dim() == 4, lambda: f"vit_attention: expected qkv of shape (B, H, W, 3*C), got {qkv.shape}")
+    torch._check(
+        qkv.shape[3] % (3 * num_heads) == 0,
+        lambda: f"vit_attention: expected the last dim of qkv to be 3 * num_heads * head_dim, got {qkv.shape[3]}",
+    )
+    return qkv.new_empty((qkv.shape[0], qkv.shape[1], qkv.shape[2], qkv.shape[3] // 3))

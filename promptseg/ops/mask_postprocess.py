@@ -1,7 +1,8 @@
 """Mask post-processing: low-res mask logits -> thresholded masks at the original image size.
 
-The reference is ``Sam.postprocess_masks`` followed by ``> threshold``: a bilinear upscale to the
-padded encoder frame, a crop to the resized image, a bilinear resize to the original size. On
+The reference is :func:`upscale_mask_logits` (which ``Sam.postprocess_masks`` calls) followed by
+``> threshold``: a bilinear upscale to the padded encoder frame, a crop to the resized image, a
+bilinear resize to the original size. On
 CUDA bf16/fp16 logits the ``promptseg::mask_postprocess`` kernel (``csrc/mask_postprocess.cu``)
 does it in one pass, computing each output pixel straight from the low-res logits, and can also
 measure each mask's box and area on the way.
@@ -14,9 +15,9 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from promptseg.ops.decoder_attention import _op_registered
 from promptseg.ops.dispatch import kernel_for
-from promptseg.postprocess import mask_areas, mask_boxes_xyxy
+from promptseg.ops.fakes import register_fake_if_built
+from promptseg.ops.mask_stats import mask_areas, mask_boxes_xyxy
 
 MAX_KERNEL_WIDTH = 4096
 """Widest low-res logits the kernel takes (it stages four rows in shared memory)."""
@@ -57,10 +58,10 @@ def mask_postprocess(
         threshold: a pixel is foreground when its logit is > threshold (``Sam.mask_threshold``).
         return_logits: return the float32 logits instead of the bool masks.
         with_stats: also return each mask's box and area.
-        backend: see :data:`promptseg.ops.dispatch.BACKENDS`.
+        backend: see :data:`promptseg.ops.BACKENDS`.
     Returns:
-        :class:`PostprocessedMasks`; equal to ``Sam.postprocess_masks`` (+ threshold), and boxes and
-        areas equal to :func:`promptseg.postprocess.mask_boxes_xyxy` / :func:`~promptseg.postprocess.mask_areas`.
+        :class:`PostprocessedMasks`; equal to :func:`upscale_mask_logits` (+ threshold), and boxes and
+        areas equal to :func:`promptseg.ops.mask_boxes_xyxy` / :func:`promptseg.ops.mask_areas`.
     """
     input_size, original_size = _check_inputs(low_res, input_size, original_size, image_size)
     kernel = kernel_for("mask_postprocess", low_res, backend=backend)
@@ -81,15 +82,28 @@ def mask_postprocess_reference(
     return_logits: bool = False,
     with_stats: bool = False,
 ) -> PostprocessedMasks:
-    """Pure-PyTorch :func:`mask_postprocess`: two ``F.interpolate`` calls around a crop, as ``Sam.postprocess_masks``."""
+    """Pure-PyTorch :func:`mask_postprocess`: :func:`upscale_mask_logits`, then the threshold."""
     input_size, original_size = _check_inputs(low_res, input_size, original_size, image_size)
-    logits = F.interpolate(low_res.float(), (image_size, image_size), mode="bilinear", align_corners=False)
-    logits = logits[..., : input_size[0], : input_size[1]]
-    logits = F.interpolate(logits, original_size, mode="bilinear", align_corners=False)
+    logits = upscale_mask_logits(low_res, input_size, original_size, image_size)
     binary = logits > threshold
     boxes = mask_boxes_xyxy(binary) if with_stats else None
     areas = mask_areas(binary) if with_stats else None
     return PostprocessedMasks(logits if return_logits else binary, boxes, areas)
+
+
+def upscale_mask_logits(
+    low_res: torch.Tensor, input_size: Sequence[int], original_size: Sequence[int], image_size: int
+) -> torch.Tensor:
+    """(B, M, h, w) low-res logits (any floating dtype) -> (B, M, H, W) float32 logits at the original size.
+
+    A bilinear upscale to the (image_size, image_size) padded encoder frame, a crop to the resized
+    image ``input_size`` = (h_in, w_in) (the padding dropped), a bilinear resize to ``original_size``
+    = (H, W); ``align_corners=False`` throughout, as the official ``Sam.postprocess_masks``. The sizes
+    may be sequences of ints or, in a traced export, (2,) int64 tensors; nothing is validated here.
+    """
+    logits = F.interpolate(low_res.float(), (image_size, image_size), mode="bilinear", align_corners=False)
+    logits = logits[..., : input_size[0], : input_size[1]]
+    return F.interpolate(logits, tuple(original_size), mode="bilinear", align_corners=False)
 
 
 def _check_inputs(
@@ -108,19 +122,14 @@ def _check_inputs(
     return sizes
 
 
-def _register_fake() -> None:
-    """Shape function of the kernel for torch.compile / FakeTensor tracing (only when the extension is loaded)."""
-    if not _op_registered("mask_postprocess"):
-        return
-
-    @torch.library.register_fake("promptseg::mask_postprocess")
-    def _mask_postprocess_fake(low_res, input_size, original_size, image_size, threshold, return_logits, with_stats):
-        prompts, masks_per_prompt = low_res.shape[:2]
-        dtype = torch.float32 if return_logits else torch.bool
-        masks = low_res.new_empty((prompts, masks_per_prompt, *original_size), dtype=dtype)
-        stats = (prompts, masks_per_prompt) if with_stats else (0,)
-        boxes = low_res.new_empty((*stats, 4) if with_stats else stats, dtype=torch.int64)
-        return masks, boxes, low_res.new_empty(stats, dtype=torch.int64)
-
-
-_register_fake()
+@register_fake_if_built("mask_postprocess")
+def _mask_postprocess_fake(low_res, input_size, original_size, image_size, threshold, return_logits, with_stats):
+    """Output shapes of ``torch.ops.promptseg.mask_postprocess``: (P, M, H, W) masks (float32 with
+    ``return_logits``, else bool), (P, M, 4) int64 boxes and (P, M) int64 areas with ``with_stats``,
+    else two (0,) int64 tensors."""
+    prompts, masks_per_prompt = low_res.shape[:2]
+    dtype = torch.float32 if return_logits else torch.bool
+    masks = low_res.new_empty((prompts, masks_per_prompt, *original_size), dtype=dtype)
+    stats = (prompts, masks_per_prompt) if with_stats else (0,)
+    boxes = low_res.new_empty((*stats, 4) if with_stats else stats, dtype=torch.int64)
+    return masks, boxes, low_res.new_empty(stats, dtype=torch.int64)

@@ -36,6 +36,9 @@ def rel_pos_logits(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The two factors of the decomposed bias for queries on an (h, w) grid attending to the same grid.
 
+    Computed as two batched matmuls over the grid rows / columns, which export to ONNX as MatMul
+    (TensorRT's parser takes no einsum with an ellipsis); every reshape infers only one dim.
+
     Args:
         q: (..., h*w, head_dim) unscaled queries, row-major over the grid.
         rel_pos_h, rel_pos_w: (L, head_dim) tables.
@@ -43,10 +46,15 @@ def rel_pos_logits(
         rel_h: (..., h, w, h) with rel_h[..., y, x, ky] = q[y, x] . Rh[y, ky]
         rel_w: (..., h, w, w) with rel_w[..., y, x, kx] = q[y, x] . Rw[x, kx]
     """
-    h, w = grid
-    table_h = rel_pos_table(h, h, rel_pos_h).to(q.dtype)
-    table_w = rel_pos_table(w, w, rel_pos_w).to(q.dtype)
-    q_grid = q.reshape(*q.shape[:-2], h, w, q.shape[-1])
-    rel_h = torch.einsum("...hwc,hkc->...hwk", q_grid, table_h)
-    rel_w = torch.einsum("...hwc,wkc->...hwk", q_grid, table_w)
+    h, w = (int(size) for size in grid)
+    head_dim = int(q.shape[-1])
+    table_h = rel_pos_table(h, h, rel_pos_h).to(q.dtype)  # (h, kh, c)
+    table_w = rel_pos_table(w, w, rel_pos_w).to(q.dtype)  # (w, kw, c)
+    q_grid = q.reshape(-1, h, w, head_dim)  # (N, h, w, c), N the leading dims
+    by_row = q_grid.permute(1, 0, 2, 3).reshape(h, -1, head_dim)  # (h, N*w, c)
+    rel_h = (by_row @ table_h.transpose(1, 2)).reshape(h, -1, w, h).permute(1, 0, 2, 3)
+    by_column = q_grid.permute(2, 0, 1, 3).reshape(w, -1, head_dim)  # (w, N*h, c)
+    rel_w = (by_column @ table_w.transpose(1, 2)).reshape(w, -1, h, w).permute(1, 2, 0, 3)
+    if q.dim() != 3:  # restore the leading dims (a traced export passes exactly one)
+        rel_h, rel_w = rel_h.reshape(*q.shape[:-2], h, w, h), rel_w.reshape(*q.shape[:-2], h, w, w)
     return rel_h, rel_w

@@ -1,8 +1,14 @@
-"""Partitioning a token grid into non-overlapping square windows and back."""
+"""Partitioning a token grid into non-overlapping square windows and back.
+
+Both functions trace into export-friendly graphs (``torch.onnx.export``): every size but the batch
+is read as a Python int, so it becomes a constant of the graph, every reshape leaves only the
+leading dim to infer, and the padding is a Pad (plus a masked add) rather than writes in place.
+"""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def partition_windows(
@@ -14,17 +20,17 @@ def partition_windows(
     Padded tokens hold ``pad_value`` (a (C,) vector, broadcast) or zeros when None.
     Returns the windows and the padded grid size (Hp, Wp).
     """
-    batch, height, width, channels = x.shape
-    pad_h = (window_size - height % window_size) % window_size
-    pad_w = (window_size - width % window_size) % window_size
+    height, width, channels = (int(size) for size in x.shape[1:])
+    pad_h, pad_w = -height % window_size, -width % window_size
     padded_h, padded_w = height + pad_h, width + pad_w
     if pad_h or pad_w:
-        padded = x.new_zeros(batch, padded_h, padded_w, channels)
+        pads = (0, 0, 0, pad_w, 0, pad_h)
+        x = F.pad(x, pads)
         if pad_value is not None:
-            padded[:] = pad_value.to(x.dtype)
-        padded[:, :height, :width] = x
-        x = padded
-    windows = x.view(batch, padded_h // window_size, window_size, padded_w // window_size, window_size, channels)
+            # (1, Hp, Wp, 1): 1 at the padded tokens, 0 elsewhere; made of constants only when traced
+            is_padding = F.pad(x.new_zeros(1, height, width, 1), pads, value=1.0)
+            x = x + is_padding * pad_value.to(x.dtype)
+    windows = x.reshape(-1, padded_h // window_size, window_size, padded_w // window_size, window_size, channels)
     windows = windows.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size, window_size, channels)
     return windows, (padded_h, padded_w)
 
@@ -35,8 +41,7 @@ def unpartition_windows(
     """Inverse of :func:`partition_windows`: (B * nH * nW, ws, ws, C) -> (B, H, W, C), padding dropped."""
     padded_h, padded_w = padded_hw
     height, width = hw
-    n_h, n_w = padded_h // window_size, padded_w // window_size
-    batch = windows.shape[0] // (n_h * n_w)
-    x = windows.view(batch, n_h, n_w, window_size, window_size, -1)
-    x = x.permute(0, 1, 3, 2, 4, 5).reshape(batch, padded_h, padded_w, -1)
+    channels = int(windows.shape[-1])
+    x = windows.reshape(-1, padded_h // window_size, padded_w // window_size, window_size, window_size, channels)
+    x = x.permute(0, 1, 3, 2, 4, 5).reshape(-1, padded_h, padded_w, channels)
     return x[:, :height, :width].contiguous()

@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-from promptseg.ops.encoder_attention import vit_attention_reference
+from promptseg.ops import vit_attention_reference
 
 # (batch, height, width, heads, head_dim, window, rel-pos table rows or None, with qkv bias, dtype)
 CASES = [
