@@ -39,12 +39,13 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 import torch
-from pycocotools import mask as mask_utils
-from segment_anything import SamAutomaticMaskGenerator as OfficialGenerator
-from segment_anything.utils.amg import rle_to_mask as official_rle_to_mask
 
 from promptseg import SamAutomaticMaskGenerator
-from tests._support import TINY, model_pair
+from tests._support import OFFICIAL_MISSING, TINY, model_pair
+
+mask_utils = pytest.importorskip("pycocotools.mask", reason="pycocotools is not installed")
+OfficialGenerator = pytest.importorskip("segment_anything", reason=OFFICIAL_MISSING).SamAutomaticMaskGenerator
+official_rle_to_mask = pytest.importorskip("segment_anything.utils.amg", reason=OFFICIAL_MISSING).rle_to_mask
 
 MATCH_IOU = 0.99
 SCORE_TOLERANCE = 1e-2

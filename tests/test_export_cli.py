@@ -8,7 +8,6 @@ import json
 import shutil
 
 import numpy as np
-import onnxruntime
 import pytest
 import torch
 
@@ -18,6 +17,8 @@ from promptseg.export import export_onnx_bundle
 from promptseg.utils.transforms import ResizeLongestSide
 from tests._support import TINY, relative_error
 from tests.test_export_decoder import assert_outputs_match, decoder_inputs, export_official_decoder
+
+onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime)")
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import shutil
 
 import numpy as np
-import onnx
-import onnxruntime
 import pytest
 import torch
 
@@ -17,6 +15,9 @@ from promptseg.export import describe_onnx, export_onnx_encoder, tensorrt_hazard
 from promptseg.export.onnx_common import PROTOBUF_LIMIT_BYTES, external_data_path
 from promptseg.modeling.common import LayerNorm2d
 from tests._support import relative_error
+
+onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install onnx)")
+onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime)")
 
 EMBEDDING_REL_ERR = 1e-4
 HALF_PRECISION_REL_ERR = 2e-2

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import segment_anything
 import torch
 
 import promptseg
 from promptseg.build import construct_sam
 from promptseg.configs import VIT_B
-from tests._support import relative_error
+from tests._support import OFFICIAL_MISSING, relative_error
 from tests.parity import EMBEDDING_REL_ERR, assert_prediction_matches, prompt_cases
 from tests.test_precision import TOLERANCES
+
+segment_anything = pytest.importorskip("segment_anything", reason=OFFICIAL_MISSING)
 
 pytestmark = pytest.mark.gpu
 

@@ -7,14 +7,15 @@ import dataclasses
 
 import numpy as np
 import pytest
-import segment_anything
 import torch
 
 import promptseg
 from promptseg.build import construct_sam
 from promptseg.configs import CONFIGS
-from tests._support import load_image, model_pair, relative_error
+from tests._support import OFFICIAL_MISSING, load_image, model_pair, relative_error
 from tests.parity import EMBEDDING_REL_ERR, assert_prediction_matches, prompt_cases
+
+segment_anything = pytest.importorskip("segment_anything", reason=OFFICIAL_MISSING)
 
 
 def _shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:

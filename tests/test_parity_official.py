@@ -6,13 +6,14 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
-import segment_anything
 import torch
 
 import promptseg
 import promptseg.utils.transforms
-from tests._support import IMAGE_NAMES, relative_error
+from tests._support import IMAGE_NAMES, OFFICIAL_MISSING, relative_error
 from tests.parity import EMBEDDING_REL_ERR, assert_prediction_matches, prompt_cases
+
+segment_anything = pytest.importorskip("segment_anything", reason=OFFICIAL_MISSING)
 
 
 @pytest.fixture(scope="module")

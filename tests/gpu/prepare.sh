@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Run on the development machine (internet, no GPU needed), from anywhere in the repository:
+#
+#   bash tests/gpu/prepare.sh [--sam-fast-mirror GIT_DIR_OR_CLONE]
+#
+# Puts into git-ignored folders everything the GPU machine (no internet; torch, Triton, onnx,
+# onnxruntime, safetensors, opencv, pytest, matplotlib already installed) lacks for
+# tests/gpu/session.sh:
+#   .whl/                                 CPython 3.12 manylinux wheels of the packages the GPU tests and
+#                                         benchmarks import that the GPU machine does not have
+#   benchmarks/vendor/segment-anything-fast   pytorch-labs/segment-anything-fast (its package, licence and
+#                                         README at one commit) for the side-by-side benchmarks
+# Idempotent: wheels already there are kept, other versions of the same packages are removed, and the
+# checkout is rewritten only when the mirror's commit changed. Ends by printing the total size and
+# the `carry` list for the device calls.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+root="$PWD"
+PYTHON="${PYTHON:-python3}"
+
+# What the GPU tests and benchmarks import that the GPU machine lacks (tests/, benchmarks/, the
+# `test` extra of pyproject.toml, compared with the machine's package list). Pinned: two versions of
+# one package in .whl/ would stop the install there.
+WHEELS=(
+  "segment-anything==1.0"   # the official model: parity tests, benchmark baselines (pure Python)
+  "pycocotools==2.0.11"     # COCO RLE in the AMG tests and benchmark (cp312-abi3 manylinux)
+)
+# Needs of those wheels that the GPU machine already has (checked against each wheel's metadata).
+DEVICE_HAS=(numpy matplotlib torch torchvision pillow opencv-python-headless onnx onnxruntime safetensors
+  tqdm pytest triton scipy scikit-image)
+# Not carried: tensorrt (its wheels are over 1 GiB, far beyond the 64 MiB a call carries); the
+# TensorRT tests skip without it.
+PLATFORMS=(manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64)
+WHEEL_DIR=.whl
+SAM_FAST_DIR=benchmarks/vendor/segment-anything-fast
+SAM_FAST_FILES=(segment_anything_fast LICENSE README.md setup.py)
+PREBUILT_DIR=gpu_prebuilt   # where a returned promptseg/_C*.so goes to be carried (see README.md)
+
+mirror="${SAM_FAST_MIRROR:-}"
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --sam-fast-mirror) mirror="${2:?--sam-fast-mirror needs a path}"; shift 2 ;;
+    --sam-fast-mirror=*) mirror="${1#*=}"; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) echo "prepare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+# --- 1. ignore the folders (in .git/info/exclude unless .gitignore already does) -------------------
+exclude="$(git rev-parse --git-path info/exclude)"
+mkdir -p "$(dirname "$exclude")"
+touch "$exclude"
+[[ -s "$exclude" && -n "$(tail -c 1 "$exclude")" ]] && echo >>"$exclude"   # end its last line
+for folder in "$WHEEL_DIR" "$SAM_FAST_DIR" "$PREBUILT_DIR"; do
+  if ! git check-ignore -q --no-index "$folder/x"; then
+    echo "/$folder/" >>"$exclude"
+    echo "added /$folder/ to $exclude"
+  fi
+done
+
+# --- 2. wheels ---------------------------------------------------------------------------------------
+mkdir -p "$WHEEL_DIR"
+platform_args=()
+for platform in "${PLATFORMS[@]}"; do platform_args+=(--platform "$platform"); done
+normalise() { echo "$1" | tr '[:upper:]' '[:lower:]' | sed 's/[-.]/_/g'; }   # a name as wheel files spell it
+for requirement in "${WHEELS[@]}"; do
+  name="${requirement%%==*}" version="${requirement#*==}"
+  file_name="$(normalise "$name")"
+  for old in "$WHEEL_DIR/$file_name"-*.whl; do   # other versions of this package
+    [[ -e "$old" && "$(basename "$old")" != "$file_name-$version-"* ]] && { echo "removing $old"; rm -f "$old"; }
+  done
+  if compgen -G "$WHEEL_DIR/$file_name-$version-*.whl" >/dev/null; then
+    echo "have $requirement"
+    continue
+  fi
+  echo "downloading $requirement"
+  "$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --python-version 3.12 --implementation cp "${platform_args[@]}" -d "$WHEEL_DIR" "$requirement"
+done
+
+# Every non-extra requirement of every wheel must be on the GPU machine or among the wheels.
+have=" ${DEVICE_HAS[*]} "
+for requirement in "${WHEELS[@]}"; do have+="$(normalise "${requirement%%==*}") "; done
+have="$(normalise "$have")"
+missing=()
+for wheel in "$WHEEL_DIR"/*.whl; do
+  while read -r dependency; do
+    [[ -z "$dependency" ]] && continue
+    [[ "$have" == *" $(normalise "$dependency") "* ]] || missing+=("$dependency (needed by $(basename "$wheel"))")
+  done < <(unzip -p "$wheel" '*.dist-info/METADATA' | grep '^Requires-Dist:' | grep -v 'extra *==' |
+           sed -E 's/^Requires-Dist: *([A-Za-z0-9_.-]+).*/\1/')
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+  printf 'prepare.sh: not on the GPU machine and not in %s: %s\n' "$WHEEL_DIR" "${missing[@]}" >&2
+  echo "add them to WHEELS in $0 (or to DEVICE_HAS if the machine has them)" >&2
+  exit 1
+fi
+for wheel in "$WHEEL_DIR"/*.whl; do
+  known=0
+  for requirement in "${WHEELS[@]}"; do
+    [[ "$(basename "$wheel")" == "$(normalise "${requirement%%==*}")-"* ]] && known=1
+  done
+  [[ $known == 1 ]] || echo "note: $wheel is not one of this script's wheels; it is carried and installed too"
+done
+
+# --- 3. segment-anything-fast ---------------------------------------------------------------------------
+git_dir=""
+find_git_dir() {   # a git directory (bare, mirror or a clone's .git) holding a commit at HEAD
+  local candidate="$1"
+  if git --git-dir="$candidate" rev-parse -q --verify 'HEAD^{commit}' >/dev/null 2>&1; then
+    git_dir="$(cd "$candidate" && pwd)"
+  elif git -C "$candidate" rev-parse -q --verify 'HEAD^{commit}' >/dev/null 2>&1; then
+    git_dir="$(git -C "$candidate" rev-parse --absolute-git-dir)"
+  fi
+  [[ -n "$git_dir" ]]
+}
+if [[ -n "$mirror" ]]; then
+  find_git_dir "$mirror" || { echo "prepare.sh: $mirror is not a git repository with a commit at HEAD" >&2; exit 1; }
+else
+  mirrors="${MIRROR_ROOT:-/work/.mirror}/pytorch-labs+segment-anything-fast"
+  for candidate in "$mirrors"/*/ "$mirrors"; do
+    [[ -d "$candidate" ]] && find_git_dir "$candidate" && break
+  done
+fi
+if [[ -z "$git_dir" ]]; then
+  cat >&2 <<EOF
+prepare.sh: no copy of pytorch-labs/segment-anything-fast was found (the wheels above are ready).
+Get one, then run this script again:
+  - in this workplace: call the search library's fetch tool with source
+    "github:pytorch-labs/segment-anything-fast"; it creates a git directory under
+    ${MIRROR_ROOT:-/work/.mirror}/pytorch-labs+segment-anything-fast/, which this script finds by itself;
+  - elsewhere: git clone https://github.com/pytorch-labs/segment-anything-fast /some/path
+    and pass --sam-fast-mirror /some/path (or set SAM_FAST_MIRROR).
+(PyPI's "segment-anything-fast" is an unrelated project: do not pip install it.)
+EOF
+  exit 1
+fi
+commit="$(git --git-dir="$git_dir" rev-parse 'HEAD^{commit}')"
+if [[ -f "$SAM_FAST_DIR/COMMIT" && "$(cat "$SAM_FAST_DIR/COMMIT")" == "$commit" && -d "$SAM_FAST_DIR/segment_anything_fast" ]]; then
+  echo "have segment-anything-fast $commit in $SAM_FAST_DIR"
+else
+  rm -rf "$SAM_FAST_DIR"
+  mkdir -p "$SAM_FAST_DIR"
+  git --git-dir="$git_dir" archive --format=tar "$commit" "${SAM_FAST_FILES[@]}" | tar -x -C "$SAM_FAST_DIR"
+  echo "$commit" >"$SAM_FAST_DIR/COMMIT"
+  echo "wrote segment-anything-fast $commit (from $git_dir) to $SAM_FAST_DIR"
+fi
+
+# --- 4. sizes and the carry list -----------------------------------------------------------------------
+carry=("$WHEEL_DIR" "$(dirname "$SAM_FAST_DIR")")
+compgen -G "$PREBUILT_DIR/_C*.so" >/dev/null && carry+=("$PREBUILT_DIR")
+bytes() { du -sb "$@" | awk '{s += $1} END {print s + 0}'; }
+mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
+carried="$(bytes "${carry[@]}")"
+tree="$( (git ls-files -z --cached --others --exclude-standard | xargs -0 -r du -cb 2>/dev/null || true) |
+        awk '$2 == "total" {s += $1} END {print s + 0}')"   # what every call sends anyway
+echo
+echo "wheels:"
+ls -1 "$WHEEL_DIR"/*.whl | sed 's/^/  /'
+for folder in "${carry[@]}"; do echo "  $folder: $(mib "$(bytes "$folder")") MiB"; done
+echo "carried folders: $(mib "$carried") MiB; with the working tree that travels anyway ($(mib "$tree") MiB): $(mib $((carried + tree))) MiB of the 64 MiB a call may send"
+if (( carried + tree > 60 * 1048576 )); then
+  echo "prepare.sh: WARNING: that is close to or over the 64 MiB limit" >&2
+fi
+json="$(printf '"%s", ' "${carry[@]}")"
+echo "carry: [${json%, }]"
+echo "device command: PROMPTSEG_COMMIT=$(git rev-parse --short HEAD) bash tests/gpu/session.sh all"
