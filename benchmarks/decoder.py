@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import time_ms, write_results  # noqa: E402
 
 import promptseg  # noqa: E402
-from promptseg import fast_path  # noqa: E402
-from promptseg.inputs import check_prompt  # noqa: E402
-from promptseg.prompt_batch import pack_prompts  # noqa: E402
+from promptseg.decoders import FusedDecoder, fused_path_available  # noqa: E402
+from promptseg.prompts.validate import check_prompt  # noqa: E402
+from promptseg.prompts.batch import pack_prompts  # noqa: E402
 
 IMAGE = Path(__file__).resolve().parents[1] / "tests" / "data" / "images" / "truck.jpg"
 PROMPT_COUNTS = (64, 1024, 4096)
@@ -98,13 +98,12 @@ def _promptseg_cases(predictor: promptseg.SamPredictor, args, image: np.ndarray)
     model = predictor.model
     height, width = image.shape[:2]
     predictor.set_image(image)
-    if not predictor._fused():
+    if not fused_path_available(model, predictor.features):
         raise RuntimeError("the fused path is not available (build the extension: setup.py build_ext)")
-    table = predictor._image_table([0])
+    fused = FusedDecoder(model)
 
     def decode(batch) -> tuple[torch.Tensor, torch.Tensor]:
-        masks, iou = fast_path.decode_prompt_batch(model, table, [0] * len(batch.labels), batch)
-        return fast_path.select_outputs(masks, iou, True)
+        return fused.decode(predictor.features, batch, [0] * len(batch.labels), True)
 
     click = pack_prompts([check_prompt(CLICK, np.array([1]))], [(height, width)], predictor.transform, predictor.device)
     with torch.no_grad():

@@ -4,7 +4,7 @@ A drop-in for ``segment_anything``: the same names, arguments and outputs.
 """
 
 from promptseg.automatic import SamAutomaticMaskGenerator
-from promptseg.build import build_sam, build_sam_vit_b, build_sam_vit_h, build_sam_vit_l, sam_model_registry
+from promptseg.build_sam import build_sam, build_sam_vit_b, build_sam_vit_h, build_sam_vit_l, sam_model_registry
 from promptseg.errors import CheckpointError, ImageNotSetError, UnknownModelTypeError
 from promptseg.predictor import SamPredictor
 

@@ -14,9 +14,10 @@ arguments, defaults and records, computed by a device-resident pipeline:
    encoded on the device; only the final records cross to the host.
 
 Every step mirrors the official one (same order of candidates, same NMS
-calls), so the records are the official ones. On a CUDA bf16/fp16 model with
-promptseg's kernels, decoding and mask measurement take the fused path
-(:mod:`promptseg.amg.decoding`).
+calls), so the records are the official ones. Points are decoded by a
+:class:`promptseg.decoders.Decoder` (``decoder=``; by default the one that
+``SamPredictor`` picks, which takes promptseg's fused path on a CUDA bf16/fp16
+model with the kernels), and masks measured as :mod:`promptseg.amg.decoding` says.
 """
 
 from __future__ import annotations
@@ -30,16 +31,18 @@ import torch
 from tqdm.auto import tqdm
 
 from promptseg.amg.candidates import Candidates, Crop
-from promptseg.amg.decoding import crop_table, decode_points, full_size_masks, measure_masks
+from promptseg.amg.decoding import decode_points, measure_masks
 from promptseg.amg.filters import near_crop_edge
+from promptseg.amg.batching import MaskData
 from promptseg.amg.grids import build_all_layer_point_grids, generate_crop_boxes
+from promptseg.amg.mask_data import postprocess_small_regions
 from promptseg.amg.nms import crop_nms_keep, nms_keep
 from promptseg.amg.regions import remove_small_regions_batch
 from promptseg.amg.rle import encode_rle
-from promptseg.fast_path import ImageTable
-from promptseg.inputs import check_image
+from promptseg.decoders import Decoder
+from promptseg.prompts.validate import check_image
 from promptseg.modeling import Sam
-from promptseg.postprocess import mask_areas, mask_boxes_xyxy
+from promptseg.masks import mask_areas, mask_boxes_xyxy
 from promptseg.predictor import SamPredictor
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
@@ -65,6 +68,7 @@ class SamAutomaticMaskGenerator:
         point_grids: Optional[list[np.ndarray]] = None,
         min_mask_region_area: int = 0,
         output_mode: str = "binary_mask",
+        decoder: Optional[Decoder] = None,
     ) -> None:
         """
         Args:
@@ -87,6 +91,7 @@ class SamAutomaticMaskGenerator:
                 than this many pixels (8-connectivity), then deduplicate again.
             output_mode: 'binary_mask' ((H, W) bool arrays), 'uncompressed_rle'
                 or 'coco_rle' (pycocotools' compressed string; pycocotools is not needed).
+            decoder: what decodes the points (a promptseg addition); default as ``SamPredictor``.
         """
         if (points_per_side is None) == (point_grids is None):
             raise ValueError(
@@ -124,7 +129,7 @@ class SamAutomaticMaskGenerator:
         else:
             self.point_grids = _checked_point_grids(point_grids, crop_n_layers)
 
-        self.predictor = SamPredictor(model)
+        self.predictor = SamPredictor(model, decoder=decoder)
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh
         self.stability_score_thresh = stability_score_thresh
@@ -188,11 +193,10 @@ class SamAutomaticMaskGenerator:
                     [images[image_index][y0:y1, x0:x1] for image_index, (x0, y0, x1, y1), _ in chunk],
                     batch_size=len(chunk),
                 )
-                table = crop_table(self.predictor.model, self.predictor.features)
                 for slot, (image_index, box, layer) in enumerate(chunk):
                     image_size = images[image_index].shape[:2]
                     crop = self._crop(box, layer, self.predictor.input_sizes[slot])
-                    candidates.append(self._process_crop(slot, table, crop, len(crops), image_size))
+                    candidates.append(self._process_crop(slot, crop, len(crops), image_size))
                     crops.append(crop)
                     is_last_crop = start + slot + 1 == len(jobs) or jobs[start + slot + 1][0] != image_index
                     if is_last_crop:
@@ -202,6 +206,12 @@ class SamAutomaticMaskGenerator:
         self.predictor.reset_image()
         return results
 
+    @staticmethod
+    def postprocess_small_regions(mask_data: MaskData, min_area: int, nms_thresh: float) -> MaskData:
+        """The official static helper (see :func:`promptseg.amg.mask_data.postprocess_small_regions`);
+        :meth:`generate` does the same clean-up on the device."""
+        return postprocess_small_regions(mask_data, min_area, nms_thresh)
+
     # ------------------------------------------------------ stage 1: crops
     def _crop(self, box: list[int], layer: int, input_size: tuple[int, ...]) -> Crop:
         """A crop and its grid points in crop pixels (the official points: grid * crop size, float64)."""
@@ -210,13 +220,12 @@ class SamAutomaticMaskGenerator:
         return Crop((x0, y0, x1, y1), layer, (input_size[0], input_size[1]), points)
 
     def _process_crop(
-        self, slot: int, table: Optional[ImageTable], crop: Crop, crop_index: int, image_size: tuple[int, ...]
+        self, slot: int, crop: Crop, crop_index: int, image_size: tuple[int, ...]
     ) -> Candidates:
         """Decode the crop's grid batch by batch, filter, and deduplicate by box NMS.
 
         Args:
-            slot: index of the crop's embedding in ``self.predictor.features`` (and ``table``).
-            table: the fused path's table of those embeddings, or None off that path.
+            slot: index of the crop's embedding in ``self.predictor.features``.
             crop_index: index of the crop among the image's crops.
         Returns:
             The surviving candidates, best first, boxes in the image frame.
@@ -226,7 +235,7 @@ class SamAutomaticMaskGenerator:
         )
         batch = self.points_per_batch
         parts = [
-            self._process_batch(slot, table, crop, crop_index, model_points[first : first + batch], first, image_size)
+            self._process_batch(slot, crop, crop_index, model_points[first : first + batch], first, image_size)
             for first in range(0, len(model_points), batch)
         ]
         candidates = Candidates.cat(parts)
@@ -238,7 +247,6 @@ class SamAutomaticMaskGenerator:
     def _process_batch(
         self,
         slot: int,
-        table: Optional[ImageTable],
         crop: Crop,
         crop_index: int,
         model_points: torch.Tensor,
@@ -251,10 +259,13 @@ class SamAutomaticMaskGenerator:
             model_points: (B, 2) float64 points in the encoder's input frame.
             first_point: index of the first of them in the crop's grid.
         """
-        model = self.predictor.model
-        low_res, iou = decode_points(model, self.predictor.features, table, slot, model_points)
+        model, decoder = self.predictor.model, self.predictor.decoder
+        low_res, iou = decode_points(decoder, self.predictor.features, slot, model_points)
         masks_per_point = low_res.shape[1]
-        boxes, stability = measure_masks(model, low_res, crop.input_size, crop.size, self.stability_score_offset)
+        boxes, stability = measure_masks(
+            decoder, low_res, crop.input_size, crop.size, model.image_encoder.img_size, model.mask_threshold,
+            self.stability_score_offset,
+        )
         low_res, iou = low_res.flatten(0, 1), iou.flatten(0, 1)
 
         keep = torch.ones(len(iou), dtype=torch.bool, device=iou.device)
@@ -356,7 +367,10 @@ class SamAutomaticMaskGenerator:
         height, width = image_size
         x0, y0, x1, y1 = crop.box
         storage = torch.zeros(len(low_res), width, height, dtype=torch.bool, device=low_res.device)
-        masks = full_size_masks(self.predictor.model, low_res, crop.input_size, crop.size)
+        model = self.predictor.model
+        masks = self.predictor.decoder.postprocess(
+            low_res[:, None], crop.input_size, crop.size, model.image_encoder.img_size, model.mask_threshold, False
+        )[:, 0]
         storage[:, x0:x1, y0:y1] = masks.transpose(1, 2)
         return storage.transpose(1, 2)
 

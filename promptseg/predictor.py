@@ -6,10 +6,11 @@ shapes on one image (:meth:`SamPredictor.predict_many`) and many images
 encoded in one batch (:meth:`SamPredictor.set_images`,
 :meth:`SamPredictor.predict_batch`).
 
-A bf16/fp16 model on a CUDA device with the compiled kernels takes the fused
-path of :mod:`promptseg.fast_path` in :meth:`SamPredictor.predict`,
-:meth:`SamPredictor.predict_many` and :meth:`SamPredictor.predict_batch`;
-everything else runs the model's modules as they are.
+Every prediction runs one way: validate (:mod:`promptseg.prompts.validate`) -> tokens
+(:mod:`promptseg.prompts.tokens`, packed by :mod:`promptseg.prompts.batch`) -> decode (a
+:class:`promptseg.decoders.Decoder`) -> post-process (the decoder's ``postprocess``). Which
+decoder runs is the decoder's business: the default :class:`~promptseg.decoders.AutoDecoder`
+takes promptseg's fused CUDA path and CUDA graphs where they apply.
 """
 
 from __future__ import annotations
@@ -20,21 +21,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from promptseg.decoders import AutoDecoder, Decoder
 from promptseg.errors import ImageNotSetError
-from promptseg.fast_path import (
-    ClickGraphs,
-    ImageTable,
-    decode_prompt_batch,
-    fused_path_available,
-    image_table,
-    image_table_key,
-    select_outputs,
-)
-from promptseg.inputs import Prompt, check_image, check_prompt, check_prompt_mapping, check_prompt_tensors
 from promptseg.modeling import Sam
-from promptseg.ops import mask_postprocess
-from promptseg.prompt_batch import PromptBatch, pack_prompts, prompt_tokens
-from promptseg.utils.transforms import ResizeLongestSide
+from promptseg.prompts.batch import pack_prompts, tensor_prompt_batch
+from promptseg.prompts.frames import ResizeLongestSide
+from promptseg.prompts.validate import Prompt, check_image, check_prompt, check_prompt_mapping, check_prompt_tensors
 
 PromptLike = Union[Prompt, Mapping[str, Any]]
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -43,21 +35,23 @@ Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 class SamPredictor:
     """Predict masks from prompts on images whose embeddings are computed once."""
 
-    def __init__(self, sam_model: Sam, prompt_batch_size: int = 64) -> None:
+    def __init__(self, sam_model: Sam, prompt_batch_size: int = 64, decoder: Optional[Decoder] = None) -> None:
         """
         Args:
             sam_model: the model, on the device and in the dtype to run with.
             prompt_batch_size: prompts decoded together by the batched calls;
                 bounds the decoder's memory (a promptseg addition).
+            decoder: what decodes prompts (a promptseg addition); default an
+                :class:`~promptseg.decoders.AutoDecoder` of ``sam_model``.
         """
         if prompt_batch_size < 1:
             raise ValueError(f"prompt_batch_size must be >= 1, got {prompt_batch_size}")
+        if decoder is not None and not isinstance(decoder, Decoder):
+            raise TypeError(f"decoder must be a promptseg.decoders.Decoder, got {type(decoder).__name__}")
         self.model = sam_model
         self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
         self.prompt_batch_size = prompt_batch_size
-        self.use_cuda_graphs = True
-        """On the fused path, replay :meth:`predict` from CUDA graphs (False: the same work, eagerly)."""
-        self._click_graphs: Optional[ClickGraphs] = None
+        self.decoder: Decoder = decoder if decoder is not None else AutoDecoder(sam_model)
         self.reset_image()
 
     # ----------------------------------------------------------------- images
@@ -80,6 +74,7 @@ class SamPredictor:
         self.input_size = tuple(transformed_image.shape[-2:])
         self.original_sizes = [self.original_size]
         self.input_sizes = [self.input_size]
+        (self.orig_h, self.orig_w), (self.input_h, self.input_w) = self.original_size, self.input_size
         self.features = self.model.image_encoder(self.model.preprocess(transformed_image))
         self.is_image_set = True
 
@@ -131,7 +126,7 @@ class SamPredictor:
         self.input_size: Optional[tuple[int, ...]] = None
         self.original_sizes: list[tuple[int, ...]] = []
         self.input_sizes: list[tuple[int, ...]] = []
-        self._table: Optional[tuple[tuple, ImageTable]] = None  # (image_table_key, table) of a single image
+        self.orig_h = self.orig_w = self.input_h = self.input_w = None  # the official attributes
 
     @property
     def device(self) -> torch.device:
@@ -163,18 +158,8 @@ class SamPredictor:
         """
         self._require_single_image()
         prompt = check_prompt(point_coords, point_labels, box, mask_input, self._mask_size)
-        if self._fused():
-            return self._predict_fused(prompt, multimask_output, return_logits)
-        coords = labels = boxes = masks = None
-        if prompt.point_coords is not None:
-            coords = self._as_tensor(self.transform.apply_coords(prompt.point_coords, self.original_size))[None]
-            labels = torch.as_tensor(prompt.point_labels, dtype=torch.int, device=self.device)[None]
-        if prompt.box is not None:
-            boxes = self._as_tensor(self.transform.apply_boxes(prompt.box, self.original_size))
-        if prompt.mask_input is not None:
-            masks = self._as_tensor(prompt.mask_input)[None]
-        outputs = self.predict_torch(coords, labels, boxes, masks, multimask_output, return_logits)
-        return tuple(_to_numpy(output[0]) for output in outputs)  # type: ignore[return-value]
+        masks, scores, logits = self._predict_prompts([(0, prompt)], multimask_output, return_logits)[0]
+        return masks[0], scores[0], logits[0]
 
     @torch.no_grad()
     def predict_torch(
@@ -200,18 +185,11 @@ class SamPredictor:
         """
         self._require_single_image()
         check_prompt_tensors(point_coords, point_labels, boxes, mask_input, self._mask_size)
-        points = (point_coords, point_labels) if point_coords is not None else None
-        sparse, dense = self.model.prompt_encoder(points=points, boxes=boxes, masks=mask_input)
-        low_res_masks, iou_predictions = self.model.mask_decoder(
-            image_embeddings=self.features,
-            image_pe=self.model.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
+        batch = tensor_prompt_batch(point_coords, point_labels, boxes, mask_input)
+        low_res_masks, iou_predictions = self.decoder.decode(
+            self.features, batch, [0] * len(batch.labels), multimask_output
         )
-        masks = self.model.postprocess_masks(low_res_masks, self.input_size, self.original_size)
-        if not return_logits:
-            masks = masks > self.model.mask_threshold
+        masks = self._full_size(low_res_masks, 0, return_logits)
         return masks, iou_predictions, low_res_masks
 
     def predict_many(
@@ -221,7 +199,7 @@ class SamPredictor:
 
         Each prompt is a dict with the keyword arguments of :meth:`predict`
         (``point_coords``, ``point_labels``, ``box``, ``mask_input``) or a
-        :class:`promptseg.inputs.Prompt`; prompts may have different numbers of
+        :class:`promptseg.prompts.validate.Prompt`; prompts may have different numbers of
         points, a box, points and a box, and/or a mask input. Results equal
         calling :meth:`predict` once per prompt.
 
@@ -256,10 +234,16 @@ class SamPredictor:
             if isinstance(prompts, (Mapping, Prompt)):
                 raise TypeError(f"prompts for image {image_index} must be a sequence of prompts, got one prompt")
             flat.extend((image_index, check_prompt_mapping(p, self._mask_size)) for p in prompts)
+        return self._predict_prompts(flat, multimask_output, return_logits)
+
+    @torch.no_grad()
+    def _predict_prompts(
+        self, flat: list[tuple[int, Prompt]], multimask_output: bool, return_logits: bool
+    ) -> list[Prediction]:
+        """Tokens -> decode -> post-process for validated prompts listed image by image as (image, prompt)."""
         masks: list[list[torch.Tensor]] = [[] for _ in self.original_sizes]
         scores: list[list[torch.Tensor]] = [[] for _ in self.original_sizes]
         logits: list[list[torch.Tensor]] = [[] for _ in self.original_sizes]
-        fused = self._fused()
         for start in range(0, len(flat), self.prompt_batch_size):
             chunk = flat[start : start + self.prompt_batch_size]
             chunk_images = [index for index, _ in chunk]
@@ -269,93 +253,33 @@ class SamPredictor:
                 self.transform,
                 self.device,
             )
-            if fused:
-                low_res, iou = self._decode_fused(batch, chunk_images, multimask_output)
-            else:
-                low_res, iou = self._decode(batch, torch.tensor(chunk_images, device=self.device), multimask_output)
+            low_res, iou = self.decoder.decode(self.features, batch, chunk_images, multimask_output)
             # ``flat`` lists prompts image by image, so each image's prompts form one run of the chunk.
             for image, rows in _runs(chunk_images):
-                masks[image].append(self._full_size(low_res[rows], image, return_logits, fused))
+                masks[image].append(self._full_size(low_res[rows], image, return_logits))
                 scores[image].append(iou[rows])
                 logits[image].append(low_res[rows])
         channels = 3 if multimask_output else 1
+        side = self._mask_size
         results = []
         for image, (height, width) in enumerate(self.original_sizes):
-            empty_masks = (0, channels, height, width)
-            results.append(
-                (
-                    _concat_numpy(masks[image], empty_masks, np.float32 if return_logits else np.bool_),
-                    _concat_numpy(scores[image], (0, channels), np.float32),
-                    _concat_numpy(logits[image], (0, channels, self._mask_size, self._mask_size), np.float32),
-                )
+            empty = (
+                np.zeros((0, channels, height, width), dtype=np.float32 if return_logits else np.bool_),
+                np.zeros((0, channels), dtype=np.float32),
+                np.zeros((0, channels, side, side), dtype=np.float32),
             )
+            parts = [masks[image], scores[image], logits[image]]
+            if not parts[0]:
+                results.append(empty)
+            else:
+                results.append(tuple(_to_host([torch.cat(part) for part in parts])))  # type: ignore[arg-type]
         return results
 
-    def _decode(
-        self, batch: PromptBatch, image_index: torch.Tensor, multimask_output: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the prompt encoder and the mask decoder on a packed batch; (P, C, 256, 256) logits and (P, C) IoU."""
-        encoder = self.model.prompt_encoder
-        sparse = encoder.embed_tokens(batch.coords, batch.labels)
-        dense = encoder.no_mask_dense_embeddings(len(batch.labels))
-        if batch.has_mask is not None:
-            dense = torch.where(batch.has_mask[:, None, None, None], encoder._embed_masks(batch.mask_inputs), dense)
-        return self.model.mask_decoder(
-            image_embeddings=self.features,
-            image_pe=encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask_output,
-            image_index=image_index,
-            token_padding_mask=batch.token_mask,
-        )
-
-    def _fused(self) -> bool:
-        """True when the fused CUDA path applies (see :func:`promptseg.fast_path.fused_path_available`)
-        and no subclass replaced the network calls (``_decode``, ``predict_torch``)."""
-        replaced = type(self)._decode is not SamPredictor._decode
-        replaced = replaced or type(self).predict_torch is not SamPredictor.predict_torch
-        return not replaced and fused_path_available(self.model, self.features)
-
-    @torch.no_grad()
-    def _image_table(self, images: list[int]) -> ImageTable:
-        """The :class:`~promptseg.fast_path.ImageTable` of ``images`` (sorted, distinct); cached for a single image."""
-        if len(self.original_sizes) == 1:
-            key = image_table_key(self.model, self.features)
-            if self._table is None or self._table[0] != key:
-                self._table = (key, image_table(self.model, self.features))
-            return self._table[1]
-        rows = torch.tensor(images, device=self.device)
-        return image_table(self.model, self.features[rows] if len(images) < len(self.features) else self.features)
-
-    def _decode_fused(
-        self, batch: PromptBatch, chunk_images: list[int], multimask_output: bool
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """As :meth:`_decode`, on the fused path; ``chunk_images`` is the image of each prompt."""
-        images = sorted(set(chunk_images))
-        row_of = {image: row for row, image in enumerate(images)}
-        table = self._image_table(images)
-        masks, iou = decode_prompt_batch(self.model, table, [row_of[image] for image in chunk_images], batch)
-        return select_outputs(masks, iou, multimask_output)
-
-    def _full_size(self, low_res: torch.Tensor, image: int, return_logits: bool, fused: bool) -> torch.Tensor:
+    def _full_size(self, low_res: torch.Tensor, image: int, return_logits: bool) -> torch.Tensor:
         """(P, C, h, w) low-res logits of ``image`` -> (P, C, H, W) bool masks (float32 logits with return_logits)."""
-        if fused:
-            return mask_postprocess(
-                low_res, self.input_sizes[image], self.original_sizes[image], self.model.image_encoder.img_size,
-                self.model.mask_threshold, return_logits,
-            ).masks
-        full = self.model.postprocess_masks(low_res, self.input_sizes[image], self.original_sizes[image])
-        return full if return_logits else full > self.model.mask_threshold
-
-    def _predict_fused(self, prompt: Prompt, multimask_output: bool, return_logits: bool) -> Prediction:
-        """:meth:`predict` on the fused path, replayed from CUDA graphs unless ``use_cuda_graphs`` is False."""
-        coords, labels = prompt_tokens(prompt, self.transform, self.original_size)
-        if self._click_graphs is None or self._click_graphs.model is not self.model:
-            self._click_graphs = ClickGraphs(self.model)
-        return self._click_graphs.predict(
-            self._image_table([0]), coords, labels, prompt.mask_input, self.input_size, self.original_size,
-            multimask_output, return_logits, use_graphs=self.use_cuda_graphs,
+        return self.decoder.postprocess(
+            low_res, self.input_sizes[image], self.original_sizes[image], self.model.image_encoder.img_size,
+            self.model.mask_threshold, return_logits,
         )
 
     # ---------------------------------------------------------------- helpers
@@ -397,12 +321,17 @@ class SamPredictor:
             )
 
 
-def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    """A CPU numpy copy; floating tensors become float32 (numpy has no bfloat16)."""
-    tensor = tensor.detach()
-    if tensor.is_floating_point():
-        tensor = tensor.float()
-    return tensor.cpu().numpy()
+def _to_host(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """Numpy copies of ``tensors``; floating ones become float32 (numpy has no bfloat16). From a GPU
+    the copies go through pinned memory with one synchronisation for all of them."""
+    tensors = [t.detach().float() if t.is_floating_point() else t.detach() for t in tensors]
+    if not tensors or not tensors[0].is_cuda:
+        return [t.cpu().numpy() for t in tensors]
+    host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+    for target, source in zip(host, tensors):
+        target.copy_(source, non_blocking=True)
+    torch.cuda.current_stream(tensors[0].device).synchronize()
+    return [target.numpy() for target in host]
 
 
 def _runs(values: list[int]) -> list[tuple[int, slice]]:
@@ -414,9 +343,3 @@ def _runs(values: list[int]) -> list[tuple[int, slice]]:
             runs.append((values[start], slice(start, end)))
             start = end
     return runs
-
-
-def _concat_numpy(parts: list[torch.Tensor], empty_shape: tuple[int, ...], empty_dtype: type) -> np.ndarray:
-    if not parts:
-        return np.zeros(empty_shape, dtype=empty_dtype)
-    return _to_numpy(torch.cat(parts))

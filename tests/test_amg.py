@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
-from segment_anything.utils import amg as official_amg
 
 import promptseg
 import promptseg.utils.amg as our_amg
 from promptseg.amg.regions import remove_small_regions_batch
 from promptseg.amg.rle import encode_rle
 from promptseg.build import construct_sam
-from tests._support import TINY, load_image
+from tests._support import OFFICIAL_MISSING, TINY, load_image
+
+mask_utils = pytest.importorskip("pycocotools.mask")
+COCO = pytest.importorskip("pycocotools.coco").COCO
+official_amg = pytest.importorskip("segment_anything.utils.amg", reason=OFFICIAL_MISSING)
 
 SMALL = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
 
@@ -179,12 +180,16 @@ def test_fused_cuda_branches_match_module_path(monkeypatch, tiny_model, images):
     passes. They must give the records of the model's own modules."""
     import promptseg.amg.decoding as decoding
 
+    from promptseg.decoders import FusedDecoder
+
     generator = promptseg.SamAutomaticMaskGenerator(tiny_model, **SMALL, box_nms_thresh=1.0, points_per_batch=7)
     image = images["groceries.jpg"][:300, :450]
     expected = generator.generate(image)
-    monkeypatch.setattr(decoding, "fused_path_available", lambda model, features: True)
-    monkeypatch.setattr(decoding, "kernel_for", lambda name, *tensors, **kwargs: name == "mask_postprocess")
-    actual = generator.generate(image)
+    fused = promptseg.SamAutomaticMaskGenerator(
+        tiny_model, **SMALL, box_nms_thresh=1.0, points_per_batch=7, decoder=FusedDecoder(tiny_model)
+    )
+    monkeypatch.setattr(decoding, "kernel_available", lambda name, *tensors, **kwargs: name == "mask_postprocess")
+    actual = fused.generate(image)
     assert len(actual) == len(expected) == 4 * 4 * 3
     for a, b in zip(_by_score(expected), _by_score(actual)):
         assert (a["segmentation"] != b["segmentation"]).mean() < 1e-3
@@ -322,3 +327,25 @@ def test_cli_rejects_missing_input(tmp_path, capsys, amg_main):
     with pytest.raises(SystemExit):
         main(["amg", str(tmp_path), "--out", str(tmp_path / "out")])
     assert "no images" in capsys.readouterr().err
+
+
+def test_postprocess_small_regions_equals_the_official_static_method():
+    """``SamAutomaticMaskGenerator.postprocess_small_regions`` on MaskData, as the official one."""
+    from segment_anything import SamAutomaticMaskGenerator as OfficialGenerator
+    from segment_anything.utils.amg import MaskData as OfficialMaskData
+    from segment_anything.utils.amg import batched_mask_to_box, mask_to_rle_pytorch
+
+    from promptseg.amg.batching import MaskData
+
+    generator = torch.Generator().manual_seed(3)
+    masks = torch.zeros(6, 40, 50, dtype=torch.bool)
+    corners = torch.randint(0, 20, (6, 2), generator=generator).tolist()
+    for index, (x0, y0) in enumerate(corners):
+        masks[index, y0 : y0 + 15, x0 : x0 + 20] = True
+    masks[1, 35:37, 45:47] = True  # a small island
+    masks[2, corners[2][1] + 5, corners[2][0] + 5] = False  # a small hole
+    masks[3] = masks[2]  # a duplicate
+    rles, boxes = mask_to_rle_pytorch(masks), batched_mask_to_box(masks)
+    official = OfficialGenerator.postprocess_small_regions(OfficialMaskData(rles=list(rles), boxes=boxes.clone()), 10, 0.7)
+    ours = promptseg.SamAutomaticMaskGenerator.postprocess_small_regions(MaskData(rles=list(rles), boxes=boxes.clone()), 10, 0.7)
+    assert ours["rles"] == official["rles"] and torch.equal(ours["boxes"], official["boxes"])

@@ -56,7 +56,7 @@ def test_predict_many_equals_one_at_a_time(predictor, images, multimask, return_
 
 
 def test_predict_many_accepts_prompt_objects_and_empty_list(predictor):
-    from promptseg.inputs import Prompt
+    from promptseg.prompts.validate import Prompt
 
     masks, scores, low_res = predictor.predict_many([Prompt(box=np.array([10.0, 10.0, 200.0, 100.0]))])
     assert masks.shape[:2] == (1, 3)

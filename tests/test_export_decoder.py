@@ -7,15 +7,16 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime
 import pytest
 import torch
-from segment_anything.utils.onnx import SamOnnxModel
 
 from promptseg.export import describe_onnx, export_onnx_batched_decoder, export_onnx_decoder, tensorrt_hazards
 from promptseg.export.onnx_decoder import BATCHED_DECODER_INPUTS, BATCHED_DECODER_OUTPUTS
-from tests._support import TINY, relative_error
+from tests._support import OFFICIAL_MISSING, TINY, relative_error
+
+onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install onnx)")
+onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime)")
+SamOnnxModel = pytest.importorskip("segment_anything.utils.onnx", reason=OFFICIAL_MISSING).SamOnnxModel
 
 DECODER_REL_ERR = 1e-4
 OFFICIAL_OUTPUTS = ["masks", "iou_predictions", "low_res_masks"]

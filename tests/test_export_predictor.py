@@ -9,7 +9,7 @@ import torch
 
 from promptseg import SamPredictor
 from promptseg.export import EnginePredictor, OnnxRuntimeEngine, export_onnx_batched_decoder, export_onnx_encoder
-from promptseg.export.engine_predictor import tensor_prompt_batch
+from promptseg.prompts.batch import tensor_prompt_batch
 from promptseg.export.profiles import EngineLimits
 from tests._support import relative_error
 

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 import promptseg
 from promptseg.build import construct_sam
@@ -20,6 +19,8 @@ from promptseg.data.synthetic import SyntheticScenes, generate_scene
 from promptseg.train import TrainConfig, Trainer
 from promptseg.train.losses import dice_loss, focal_loss, promptable_loss
 from promptseg.train.prompts import add_corrective_clicks, first_prompts, jittered_boxes
+
+mask_utils = pytest.importorskip("pycocotools.mask")
 
 
 def _sigmoid(z: float) -> float:

@@ -6,26 +6,8 @@ from typing import Sequence
 
 import torch
 
-from promptseg.postprocess import mask_areas
-
 # A box side within this many pixels of a crop side is "cut by the crop" (the official tolerance).
 CROP_EDGE_TOLERANCE = 20.0
-
-
-def stability_score(mask_logits: torch.Tensor, mask_threshold: float, threshold_offset: float) -> torch.Tensor:
-    """IoU of the masks binarised at ``mask_threshold + offset`` and at ``mask_threshold - offset``.
-
-    The first mask lies inside the second, so the IoU is the ratio of their
-    areas. An empty looser mask gives NaN (0 / 0), as in the official code.
-
-    Args:
-        mask_logits: (..., H, W) float logits.
-    Returns:
-        (...) float32.
-    """
-    inner = mask_areas(mask_logits > (mask_threshold + threshold_offset))
-    outer = mask_areas(mask_logits > (mask_threshold - threshold_offset))
-    return inner / outer
 
 
 def near_crop_edge(

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+REGION_MODES = ("holes", "islands")
 
 
 @dataclass
@@ -59,6 +62,27 @@ def remove_small_regions_batch(masks: torch.Tensor, min_area: int) -> tuple[torc
     filled, holes_changed = fill_small_holes(storage, min_area)
     cleaned, islands_changed = clear_small_islands(filled, min_area, columns_first)
     return (cleaned.transpose(1, 2) if columns_first else cleaned), holes_changed | islands_changed
+
+
+def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> tuple[np.ndarray, bool]:
+    """Fill the small holes (``mode="holes"``) or clear the small islands (``"islands"``) of one mask.
+
+    The official single-mask, host-side form of :func:`remove_small_regions_batch`'s two steps.
+
+    Args:
+        mask: (H, W) bool.
+        area_thresh: regions with fewer pixels than this are removed.
+    Returns:
+        The (H, W) bool result (``mask`` itself when nothing changed) and whether it changed.
+    """
+    if mode not in REGION_MODES:
+        raise ValueError(f"mode must be one of {list(REGION_MODES)}, got {mode!r}")
+    masks = torch.from_numpy(np.ascontiguousarray(mask, dtype=bool))[None]
+    step = fill_small_holes if mode == "holes" else clear_small_islands
+    cleaned, changed = step(masks, area_thresh)
+    if not bool(changed[0]):
+        return mask, False
+    return cleaned[0].numpy(), True
 
 
 def fill_small_holes(masks: torch.Tensor, min_area: int) -> tuple[torch.Tensor, torch.Tensor]:

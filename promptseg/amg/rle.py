@@ -111,6 +111,11 @@ def _compress(counts: torch.Tensor, lengths: torch.Tensor, size: tuple[int, int]
     return characters[used].to(torch.uint8), string_lengths
 
 
+def uncompressed_rles(masks: torch.Tensor) -> list[UncompressedRle]:
+    """(M, H, W) bool masks -> M uncompressed RLEs ``{"size": [H, W], "counts": [...]}`` (one host transfer)."""
+    return encode_rle(masks).to_uncompressed()
+
+
 def rle_to_mask(rle: UncompressedRle) -> np.ndarray:
     """(H, W) bool mask of an uncompressed RLE (a transposed view of column-major data, as officially)."""
     height, width = rle["size"]

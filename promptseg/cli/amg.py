@@ -113,7 +113,7 @@ def _write_image(
 ) -> None:
     """Write one image's overlay, optional mask PNGs and, last, its record."""
     from promptseg.amg.rle import encode_rle
-    from promptseg.visualize import overlay
+    from promptseg.cli.visualize import overlay
 
     height, width = image.shape[:2]
     binary = [mask["segmentation"] for mask in masks]

@@ -1,8 +1,17 @@
-"""``promptseg info``: versions, device, and the CUDA kernels that were built."""
+"""``promptseg info``: what this installation of promptseg is (versions, device, and which CUDA
+kernels were built)."""
 
 from __future__ import annotations
 
 import argparse
+import platform
+import sys
+
+import numpy as np
+import torch
+
+from promptseg import __version__
+from promptseg.ops import available_kernels, extension_loaded, kernels_enabled
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -11,7 +20,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(_: argparse.Namespace) -> int:
-    from promptseg.info import environment_report, format_report
-
     print(format_report(environment_report()))
     return 0
+
+
+def environment_report() -> dict[str, object]:
+    """Versions, devices and the state of the CUDA extension, as plain data."""
+    cuda = torch.cuda.is_available()
+    return {
+        "promptseg": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "numpy": np.__version__,
+        "cuda_available": cuda,
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+        "extension_built": extension_loaded(),
+        "kernels_enabled": kernels_enabled(),
+        "kernels": available_kernels(),
+    }
+
+
+def format_report(report: dict[str, object]) -> str:
+    """Human-readable lines for :func:`environment_report`."""
+    lines = [f"{key:16s} {value}" for key, value in report.items() if key != "kernels"]
+    kernels = report["kernels"]
+    if report["extension_built"]:
+        lines.append(f"{'kernels':16s} {', '.join(kernels) if kernels else '(none registered)'}")
+    else:
+        lines.append(f"{'kernels':16s} none: the CUDA extension was not built; every op runs its PyTorch reference")
+    return "\n".join(lines)

@@ -58,8 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from promptseg.data.synthetic import generate_scene
     from promptseg.predictor import SamPredictor
-    from promptseg.reports import write_prediction
-    from promptseg.train.losses import mask_iou
+    from promptseg.cli.reports import write_prediction
+    from promptseg.masks import mask_iou
 
     scene = None
     if args.synthetic_scene is not None:

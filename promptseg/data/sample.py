@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from promptseg.postprocess import deepest_points
+from promptseg.masks import deepest_points
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 * :func:`export_onnx_decoder`: a drop-in for the file the official
   ``scripts/export_onnx_model.py`` writes from ``SamOnnxModel``: the same
   inputs, outputs, dynamic axes and options, so web demos and C++ clients
-  built for the official ``.onnx`` run unchanged.
+  built for the official ``.onnx`` run unchanged. The module it traces,
+  :class:`OfficialCompatibleDecoder`, is also the official ``SamOnnxModel``
+  (:mod:`promptseg.utils.onnx`), for code that runs the official script's export.
 * :func:`export_onnx_batched_decoder`: a TensorRT-friendly graph that decodes
   P prompts (on any of B images) per call and returns low-resolution logits:
   no shape is computed from an input's values, and the image embedding is
@@ -28,6 +30,7 @@ from promptseg.export.onnx_common import (
     model_device,
     resized_size,
 )
+from promptseg.masks import stability_score
 from promptseg.modeling import Sam
 from promptseg.modeling.prompt_encoder import PromptEncoder
 
@@ -51,7 +54,8 @@ MULTIMASK_SWITCH_WEIGHT = 1000.0
 
 
 class OfficialCompatibleDecoder(nn.Module):
-    """The computation of the official ``SamOnnxModel`` on promptseg's modules.
+    """The official ``SamOnnxModel`` on promptseg's modules: its constructor, attributes, public
+    methods, inputs and outputs (``promptseg.utils.onnx.SamOnnxModel`` is this class).
 
     Inputs (shapes as in the official export; N is dynamic):
         image_embeddings: (1, C, h, w) float32.
@@ -71,17 +75,53 @@ class OfficialCompatibleDecoder(nn.Module):
     multimask outputs). ``return_extra_metrics`` adds, after
     ``iou_predictions``, ``stability_scores`` (1, M) float32 and ``areas``
     (1, M) int64 of the full-size masks.
+
+    Unlike the official graph, the crop of the padding is computed from
+    ``orig_im_size``, so an exported graph is right for any aspect ratio.
     """
 
     def __init__(
-        self, model: Sam, return_single_mask: bool, use_stability_score: bool, return_extra_metrics: bool
+        self,
+        model: Sam,
+        return_single_mask: bool,
+        use_stability_score: bool = False,
+        return_extra_metrics: bool = False,
     ) -> None:
         super().__init__()
+        self.mask_decoder = model.mask_decoder
         self.model = model
+        self.img_size = model.image_encoder.img_size
         self.return_single_mask = return_single_mask
         self.use_stability_score = use_stability_score
+        self.stability_score_offset = STABILITY_SCORE_OFFSET
         self.return_extra_metrics = return_extra_metrics
 
+    @staticmethod
+    def resize_longest_image_size(input_image_size: torch.Tensor, longest_side: int) -> torch.Tensor:
+        """(2,) (H, W) -> (2,) int64 size with the longest side scaled to ``longest_side``, rounded half up."""
+        return resized_size(input_image_size.to(torch.int64), longest_side)
+
+    def mask_postprocessing(self, masks: torch.Tensor, orig_im_size: torch.Tensor) -> torch.Tensor:
+        """(P, M, h, w) low-res logits -> (P, M, H, W) float32 logits at ``orig_im_size`` (2,) = (H, W)."""
+        original_size = orig_im_size.to(torch.int64)
+        input_size = self.resize_longest_image_size(original_size, self.img_size)
+        return self.model.postprocess_masks(masks, input_size, original_size)
+
+    def select_masks(
+        self, masks: torch.Tensor, iou_preds: torch.Tensor, num_points: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The official single-mask choice without control flow: the best multimask output when
+        fewer than 3 points are given (one click + the padding point), else the single-mask output.
+
+        (P, 4, h, w) masks and (P, 4) scores -> (P, 1, h, w) and (P, 1).
+        """
+        weights = [MULTIMASK_SWITCH_WEIGHT] + [0.0] * (int(iou_preds.shape[1]) - 1)
+        first_only = torch.tensor(weights, dtype=iou_preds.dtype, device=iou_preds.device)
+        best = torch.argmax(iou_preds + (num_points - 2.5) * first_only, dim=1, keepdim=True)
+        selected_masks = masks.gather(1, best[:, :, None, None].expand(-1, -1, masks.shape[2], masks.shape[3]))
+        return selected_masks, iou_preds.gather(1, best)
+
+    @torch.no_grad()
     def forward(
         self,
         image_embeddings: torch.Tensor,
@@ -100,15 +140,13 @@ class OfficialCompatibleDecoder(nn.Module):
             image_embeddings, model.prompt_encoder.get_dense_pe(), sparse, dense, image_index=image_index
         )
         if self.use_stability_score:
-            scores = stability_scores(masks, threshold)
+            scores = stability_score(masks, threshold, self.stability_score_offset)
         if self.return_single_mask:
-            masks, scores = _select_single_mask(masks, scores, point_coords.shape[1])
-        original_size = orig_im_size.to(torch.int64)
-        input_size = resized_size(original_size, model.image_encoder.img_size)
-        upscaled = model.postprocess_masks(masks, input_size, original_size)
+            masks, scores = self.select_masks(masks, scores, point_coords.shape[1])
+        upscaled = self.mask_postprocessing(masks, orig_im_size)
         if self.return_extra_metrics:
             areas = (upscaled > threshold).sum(-1).sum(-1)
-            return upscaled, scores, stability_scores(upscaled, threshold), areas, masks
+            return upscaled, scores, stability_score(upscaled, threshold, self.stability_score_offset), areas, masks
         return upscaled, scores, masks
 
 
@@ -167,29 +205,7 @@ def blended_dense_embeddings(
     ``mask_input`` with the no-mask embedding, as the official export does."""
     weight = has_mask_input.reshape(-1, 1, 1, 1).to(prompt_encoder.no_mask_embed.weight.dtype)
     no_mask = prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
-    return weight * prompt_encoder._embed_masks(mask_input) + (1 - weight) * no_mask
-
-
-def stability_scores(masks: torch.Tensor, mask_threshold: float) -> torch.Tensor:
-    """(..., H, W) logits -> (...) float32 IoU of the masks thresholded at ``mask_threshold`` +- 1."""
-    inner = (masks > mask_threshold + STABILITY_SCORE_OFFSET).sum(-1, dtype=torch.int32).sum(-1, dtype=torch.int32)
-    outer = (masks > mask_threshold - STABILITY_SCORE_OFFSET).sum(-1, dtype=torch.int32).sum(-1, dtype=torch.int32)
-    return inner.float() / outer.float()
-
-
-def _select_single_mask(
-    masks: torch.Tensor, scores: torch.Tensor, num_points: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The official single-mask choice without control flow: the best multimask output when
-    fewer than 3 points are given (one click + the padding point), else the single-mask output.
-
-    (P, 4, h, w) masks and (P, 4) scores -> (P, 1, h, w) and (P, 1).
-    """
-    weights = [MULTIMASK_SWITCH_WEIGHT] + [0.0] * (int(scores.shape[1]) - 1)
-    first_only = torch.tensor(weights, dtype=scores.dtype, device=scores.device)
-    best = torch.argmax(scores + (num_points - 2.5) * first_only, dim=1, keepdim=True)
-    selected_masks = masks.gather(1, best[:, :, None, None].expand(-1, -1, masks.shape[2], masks.shape[3]))
-    return selected_masks, scores.gather(1, best)
+    return weight * prompt_encoder.embed_masks(mask_input) + (1 - weight) * no_mask
 
 
 def export_onnx_decoder(

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from promptseg.modeling.common import LayerNorm, LayerNorm2d, MLPBlock
-from promptseg.ops import vit_attention
+from promptseg.ops import partition_windows, rel_pos_table, unpartition_windows, vit_attention
 
 
 class ImageEncoderViT(nn.Module):
@@ -193,3 +193,56 @@ class PatchEmbed(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(x).permute(0, 2, 3, 1)
+
+
+# The official module's functions, over the ops the attention above runs on (Attention
+# itself calls promptseg.ops.vit_attention and never these).
+
+
+def window_partition(x: torch.Tensor, window_size: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """(B, H, W, C) grid -> (B * nH * nW, ws, ws, C) windows and the padded size (Hp, Wp).
+
+    The grid is zero-padded at the bottom and right to multiples of ``window_size``.
+    """
+    return partition_windows(x, window_size)
+
+
+def window_unpartition(
+    windows: torch.Tensor, window_size: int, pad_hw: tuple[int, int], hw: tuple[int, int]
+) -> torch.Tensor:
+    """(B * nH * nW, ws, ws, C) windows of a (Hp, Wp) = ``pad_hw`` grid -> (B, H, W, C), padding dropped."""
+    return unpartition_windows(windows, window_size, pad_hw, hw)
+
+
+def get_rel_pos(q_size: int, k_size: int, rel_pos: torch.Tensor) -> torch.Tensor:
+    """(L, C) relative position table -> (q_size, k_size, C) embeddings of each (query, key) offset.
+
+    The table is linearly resized to 2 * max(q_size, k_size) - 1 rows when it has another length.
+    """
+    return rel_pos_table(q_size, k_size, rel_pos)
+
+
+def add_decomposed_rel_pos(
+    attn: torch.Tensor,
+    q: torch.Tensor,
+    rel_pos_h: torch.Tensor,
+    rel_pos_w: torch.Tensor,
+    q_size: tuple[int, int],
+    k_size: tuple[int, int],
+) -> torch.Tensor:
+    """Add the decomposed relative position bias (MViTv2) to attention logits.
+
+    Args:
+        attn: (B, q_h * q_w, k_h * k_w) attention logits.
+        q: (B, q_h * q_w, C) queries (unscaled), row-major over the (q_h, q_w) = ``q_size`` grid.
+        rel_pos_h, rel_pos_w: (Lh, C) and (Lw, C) tables of the height and width axes.
+        k_size: (k_h, k_w) of the key grid.
+    Returns:
+        (B, q_h * q_w, k_h * k_w): attn[b, (y, x), (ky, kx)] + q . Rh[y, ky] + q . Rw[x, kx].
+    """
+    (q_h, q_w), (k_h, k_w) = q_size, k_size
+    q_grid = q.reshape(q.shape[0], q_h, q_w, q.shape[-1])
+    rel_h = torch.einsum("bhwc,hkc->bhwk", q_grid, get_rel_pos(q_h, k_h, rel_pos_h))
+    rel_w = torch.einsum("bhwc,wkc->bhwk", q_grid, get_rel_pos(q_w, k_w, rel_pos_w))
+    biased = attn.view(q.shape[0], q_h, q_w, k_h, k_w) + rel_h[..., :, None] + rel_w[..., None, :]
+    return biased.view(q.shape[0], q_h * q_w, k_h * k_w)

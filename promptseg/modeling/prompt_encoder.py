@@ -3,6 +3,13 @@
 Sparse tokens are point-like: a point with label 0 (background) or 1
 (foreground), a box corner with label 2 (top-left) or 3 (bottom-right), or the
 "not a point" token with label -1 that pads a point prompt given without a box.
+Which tokens a prompt has is the one token rule of :mod:`promptseg.prompts.tokens`.
+
+Public methods for callers outside ``modeling/``: :meth:`PromptEncoder.embed_tokens`,
+:meth:`PromptEncoder.embed_masks`, :meth:`PromptEncoder.dense_embeddings`,
+:meth:`PromptEncoder.no_mask_dense_embeddings`, :meth:`PromptEncoder.get_dense_pe` and
+:attr:`PromptEncoder.dtype`. The underscore methods are the official model's names, kept for
+code written against it.
 """
 
 from __future__ import annotations
@@ -14,12 +21,17 @@ import torch
 from torch import nn
 
 from promptseg.modeling.common import LayerNorm2d
+from promptseg.prompts.tokens import BACKGROUND, BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, FOREGROUND, NOT_A_POINT, token_sequence
 
-NOT_A_POINT = -1
-BACKGROUND = 0
-FOREGROUND = 1
-BOX_TOP_LEFT = 2
-BOX_BOTTOM_RIGHT = 3
+__all__ = [
+    "BACKGROUND",
+    "BOX_BOTTOM_RIGHT",
+    "BOX_TOP_LEFT",
+    "FOREGROUND",
+    "NOT_A_POINT",
+    "PositionEmbeddingRandom",
+    "PromptEncoder",
+]
 
 
 class PromptEncoder(nn.Module):
@@ -62,7 +74,8 @@ class PromptEncoder(nn.Module):
         self.no_mask_embed = nn.Embedding(1, embed_dim)
 
     @property
-    def _dtype(self) -> torch.dtype:
+    def dtype(self) -> torch.dtype:
+        """Dtype of the embedding weights (the positional encoding's frequencies stay float32)."""
         return self.no_mask_embed.weight.dtype
 
     def _get_device(self) -> torch.device:
@@ -70,45 +83,69 @@ class PromptEncoder(nn.Module):
 
     def get_dense_pe(self) -> torch.Tensor:
         """(1, embed_dim, H, W) positional encoding of the image embedding grid."""
-        return self.pe_layer(self.image_embedding_size).unsqueeze(0).to(self._dtype)
+        return self.pe_layer(self.image_embedding_size).unsqueeze(0).to(self.dtype)
 
-    def embed_tokens(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def embed_tokens(
+        self, coords: torch.Tensor, labels: torch.Tensor, frame_xy: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """Embed point-like tokens.
 
         Args:
             coords: (B, N, 2) float (x, y) in pixels of the padded input frame.
             labels: (B, N) int in {-1, 0, 1, 2, 3} (see the module docstring).
+            frame_xy: (2,) float32 (width, height) of that frame as a device tensor, or None to
+                use ``input_image_size``. A CUDA graph passes a static tensor here, since
+                building it from Python numbers on each call is a host-to-device copy that
+                graph capture does not allow; the arithmetic is the same.
         Returns:
             (B, N, embed_dim) embeddings in the model dtype: the positional
             encoding of the pixel centre plus the label's learned embedding;
             label -1 gets only the "not a point" embedding.
         """
-        encoding = self.pe_layer.forward_with_coords(coords + 0.5, self.input_image_size)
+        if frame_xy is None:
+            encoding = self.pe_layer.forward_with_coords(coords + 0.5, self.input_image_size)
+        else:
+            encoding = self.pe_layer.encode_normalized((coords + 0.5).float() / frame_xy)
         encoding = encoding.masked_fill((labels == NOT_A_POINT)[..., None], 0.0)
         label_table = torch.cat([self.not_a_point_embed.weight] + [e.weight for e in self.point_embeddings])
-        return (encoding + label_table.float()[labels.long() + 1]).to(self._dtype)
+        return (encoding + label_table.float()[labels.long() + 1]).to(self.dtype)
 
-    def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
-        """(B, N, 2) points and (B, N) labels -> (B, N + pad, C); ``pad`` appends a "not a point" token."""
-        if pad:
-            points = torch.cat([points, points.new_zeros(points.shape[0], 1, 2)], dim=1)
-            labels = torch.cat([labels, labels.new_full((labels.shape[0], 1), NOT_A_POINT)], dim=1)
-        return self.embed_tokens(points, labels)
-
-    def _embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
-        """(B, 4) XYXY boxes -> (B, 2, C) corner tokens."""
-        corners = boxes.reshape(-1, 2, 2)
-        corner_labels = torch.tensor([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], device=boxes.device).expand(corners.shape[0], 2)
-        return self.embed_tokens(corners, corner_labels)
-
-    def _embed_masks(self, masks: torch.Tensor) -> torch.Tensor:
+    def embed_masks(self, masks: torch.Tensor) -> torch.Tensor:
         """(B, 1, 4H, 4W) mask logits -> (B, C, H, W) dense embeddings."""
-        return self.mask_downscaling(masks.to(self._dtype))
+        return self.mask_downscaling(masks.to(self.dtype))
 
     def no_mask_dense_embeddings(self, batch: int) -> torch.Tensor:
         """(batch, C, H, W) dense embeddings for prompts without a mask (a broadcast view)."""
         height, width = self.image_embedding_size
         return self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, height, width)
+
+    def dense_embeddings(
+        self, batch: int, mask_inputs: Optional[torch.Tensor] = None, has_mask: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """(batch, C, H, W) dense embeddings of ``batch`` prompts, some of which carry a mask input.
+
+        Args:
+            mask_inputs: (batch, 1, 4H, 4W) mask logits, or None when no prompt has one.
+            has_mask: (batch,) bool, which rows of ``mask_inputs`` are real; None means all.
+        """
+        if mask_inputs is None:
+            return self.no_mask_dense_embeddings(batch)
+        embedded = self.embed_masks(mask_inputs)
+        if has_mask is None:
+            return embedded
+        return torch.where(has_mask[:, None, None, None], embedded, self.no_mask_dense_embeddings(batch))
+
+    # The official model's private names, for code written against it.
+    def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
+        """(B, N, 2) points and (B, N) labels -> (B, N + pad, C); ``pad`` appends a "not a point" token."""
+        return self.embed_tokens(*token_sequence(points, labels, None)) if pad else self.embed_tokens(points, labels)
+
+    def _embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
+        """(B, 4) XYXY boxes -> (B, 2, C) corner tokens."""
+        return self.embed_tokens(*token_sequence(None, None, boxes))
+
+    def _embed_masks(self, masks: torch.Tensor) -> torch.Tensor:
+        return self.embed_masks(masks)
 
     def forward(
         self,
@@ -127,13 +164,10 @@ class PromptEncoder(nn.Module):
             dense: (B, C, H, W).
         """
         batch = _batch_size(points, boxes, masks)
-        sparse = torch.empty((batch, 0, self.embed_dim), dtype=self._dtype, device=self._get_device())
-        if points is not None:
-            coords, labels = points
-            sparse = torch.cat([sparse, self._embed_points(coords, labels, pad=boxes is None)], dim=1)
-        if boxes is not None:
-            sparse = torch.cat([sparse, self._embed_boxes(boxes)], dim=1)
-        dense = self._embed_masks(masks) if masks is not None else self.no_mask_dense_embeddings(batch)
+        coords, labels = points if points is not None else (None, None)
+        coords, labels = token_sequence(coords, labels, boxes, batch, self._get_device())
+        sparse = self.embed_tokens(coords, labels)
+        dense = self.embed_masks(masks) if masks is not None else self.no_mask_dense_embeddings(batch)
         return sparse, dense
 
 
@@ -186,4 +220,8 @@ class PositionEmbeddingRandom(nn.Module):
     def forward_with_coords(self, coords_input: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
         """(B, N, 2) pixel (x, y) in an image of (H, W) -> (B, N, C) float32."""
         size_xy = torch.tensor([image_size[1], image_size[0]], dtype=torch.float32, device=coords_input.device)
-        return self._pe_encoding(coords_input.float() / size_xy)
+        return self.encode_normalized(coords_input.float() / size_xy)
+
+    def encode_normalized(self, coords: torch.Tensor) -> torch.Tensor:
+        """(..., 2) coords normalised to [0, 1] -> (..., 2 * num_pos_feats) float32."""
+        return self._pe_encoding(coords)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from promptseg.data.sample import Sample
 from promptseg.modeling import Sam
-from promptseg.utils.transforms import ResizeLongestSide
+from promptseg.prompts.frames import ResizeLongestSide
 
 
 @dataclass

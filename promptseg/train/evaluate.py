@@ -22,8 +22,8 @@ from tqdm.auto import tqdm
 from promptseg.data.sample import Sample
 from promptseg.modeling import Sam
 from promptseg.predictor import SamPredictor
-from promptseg.train.losses import mask_iou
-from promptseg.postprocess import deepest_points, mask_boxes_xyxy
+from promptseg.masks import mask_iou
+from promptseg.masks import deepest_points, mask_boxes_xyxy
 
 
 @dataclass

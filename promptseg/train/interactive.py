@@ -68,10 +68,7 @@ def run_session(
     for round_index in range(len(schedule) + 1):
         coords, labels = state.tokens()
         sparse = prompt_encoder.embed_tokens(coords, labels)
-        if previous_logits is None:
-            dense = prompt_encoder.no_mask_dense_embeddings(count)
-        else:
-            dense = prompt_encoder._embed_masks(previous_logits)
+        dense = prompt_encoder.dense_embeddings(count, previous_logits)
         low_res, iou_predictions = decoder.predict_masks(
             embeddings, prompt_encoder.get_dense_pe(), sparse, dense, image_index=image_index
         )

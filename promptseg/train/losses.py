@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from promptseg.masks import mask_iou
+
 
 def focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
     """Sigmoid focal loss averaged over pixels.
@@ -40,14 +42,6 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, smooth: float = 1.0) 
     probs = torch.sigmoid(logits).flatten(-2)
     targets = targets.to(logits.dtype).expand_as(logits).flatten(-2)
     return 1 - (2 * (probs * targets).sum(-1) + smooth) / (probs.sum(-1) + targets.sum(-1) + smooth)
-
-
-def mask_iou(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(..., H, W) bool predictions and broadcastable targets -> (...) IoU; two empty masks give 1."""
-    targets = targets.expand_as(predictions)
-    intersection = (predictions & targets).flatten(-2).sum(-1).float()
-    union = (predictions | targets).flatten(-2).sum(-1).float()
-    return torch.where(union > 0, intersection / union.clamp_min(1), torch.ones_like(union))
 
 
 @dataclass

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from promptseg.modeling.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, NOT_A_POINT
-from promptseg.postprocess import mask_boxes_xyxy, random_points
+from promptseg.masks import mask_boxes_xyxy, random_points
+from promptseg.prompts.tokens import token_sequence
 
 
 @dataclass
@@ -32,20 +32,14 @@ class PromptState:
     labels: torch.Tensor
 
     def tokens(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(P, T, 2) coords and (P, T) labels in the official token order.
+        """(P, T, 2) coords and (P, T) labels by the one token rule (:mod:`promptseg.prompts.tokens`).
 
         Point-first objects: their clicks, then one "not a point" token. Box-first
         objects: their corrective clicks, then the two box corners. Both have
         T = N + 1 tokens, so a batch never needs padding.
         """
-        pad_coords = torch.zeros_like(self.points[:, :1])
-        pad_labels = torch.full_like(self.labels[:, :1], NOT_A_POINT)
-        point_first_coords = torch.cat([self.points, pad_coords], dim=1)
-        point_first_labels = torch.cat([self.labels, pad_labels], dim=1)
-        corners = self.boxes.reshape(-1, 2, 2)
-        corner_labels = torch.tensor([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT], device=self.labels.device).expand(len(corners), 2)
-        box_first_coords = torch.cat([self.points[:, 1:], corners], dim=1)
-        box_first_labels = torch.cat([self.labels[:, 1:], corner_labels], dim=1)
+        point_first_coords, point_first_labels = token_sequence(self.points, self.labels, None)
+        box_first_coords, box_first_labels = token_sequence(self.points[:, 1:], self.labels[:, 1:], self.boxes)
         select = self.is_box[:, None]
         coords = torch.where(select[..., None], box_first_coords, point_first_coords)
         labels = torch.where(select, box_first_labels, point_first_labels)

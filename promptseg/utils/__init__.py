@@ -1,1 +1,3 @@
-"""Helpers with the same module paths as ``segment_anything.utils``."""
+"""``segment_anything.utils`` under its official path: ``amg``, ``onnx`` and ``transforms`` re-export
+the official names; the code lives in :mod:`promptseg.amg`, :mod:`promptseg.export` and
+:mod:`promptseg.prompts`."""

@@ -1,26 +1,29 @@
-"""The helpers of ``segment_anything.utils.amg`` under their official names and signatures.
+"""``segment_anything.utils.amg`` under its official path: the official helper names, each a
+re-export of the code in :mod:`promptseg.amg` (or :mod:`promptseg.masks`).
 
-The implementations live in :mod:`promptseg.amg` and run on the device of
-their tensor inputs.
+Where promptseg's name differs, the official one is an alias: ``is_box_near_crop_edge`` is
+:func:`promptseg.amg.filters.near_crop_edge`, ``calculate_stability_score`` is
+:func:`promptseg.masks.stability_score`, ``batched_mask_to_box`` is
+:func:`promptseg.masks.mask_boxes_xyxy` and ``mask_to_rle_pytorch`` is
+:func:`promptseg.amg.rle.uncompressed_rles`. They run on the device of their tensor inputs.
 """
 
-from __future__ import annotations
-
-from typing import Any
-
-import numpy as np
-import torch
-
+from promptseg.amg.batching import MaskData, batch_iterator
+from promptseg.amg.crops import box_xyxy_to_xywh, uncrop_boxes_xyxy, uncrop_masks, uncrop_points
 from promptseg.amg.filters import near_crop_edge as is_box_near_crop_edge
-from promptseg.amg.filters import stability_score as calculate_stability_score
 from promptseg.amg.grids import build_all_layer_point_grids, build_point_grid, generate_crop_boxes
-from promptseg.amg.regions import clear_small_islands, fill_small_holes
-from promptseg.amg.rle import area_from_rle, coco_encode_rle, encode_rle, rle_to_mask
-from promptseg.postprocess import mask_boxes_xyxy as batched_mask_to_box
+from promptseg.amg.regions import remove_small_regions
+from promptseg.amg.rle import area_from_rle, coco_encode_rle, rle_to_mask
+from promptseg.amg.rle import uncompressed_rles as mask_to_rle_pytorch
+from promptseg.masks import mask_boxes_xyxy as batched_mask_to_box
+from promptseg.masks import stability_score as calculate_stability_score
 
 __all__ = [
+    "MaskData",
     "area_from_rle",
+    "batch_iterator",
     "batched_mask_to_box",
+    "box_xyxy_to_xywh",
     "build_all_layer_point_grids",
     "build_point_grid",
     "calculate_stability_score",
@@ -30,28 +33,7 @@ __all__ = [
     "mask_to_rle_pytorch",
     "remove_small_regions",
     "rle_to_mask",
+    "uncrop_boxes_xyxy",
+    "uncrop_masks",
+    "uncrop_points",
 ]
-
-REGION_MODES = ("holes", "islands")
-
-
-def mask_to_rle_pytorch(tensor: torch.Tensor) -> list[dict[str, Any]]:
-    """(B, H, W) bool masks -> B uncompressed RLEs ``{"size": [H, W], "counts": [...]}``."""
-    return encode_rle(tensor).to_uncompressed()
-
-
-def remove_small_regions(mask: np.ndarray, area_thresh: float, mode: str) -> tuple[np.ndarray, bool]:
-    """Fill small holes (``mode='holes'``) or remove small islands (``'islands'``) of an (H, W) bool mask.
-
-    Returns the new mask (the input itself when nothing changed) and whether it changed.
-    """
-    if mode not in REGION_MODES:
-        raise ValueError(f"mode must be one of {list(REGION_MODES)}, got {mode!r}")
-    masks = torch.from_numpy(np.ascontiguousarray(mask, dtype=bool))[None]
-    if mode == "holes":
-        cleaned, changed = fill_small_holes(masks, area_thresh)
-    else:
-        cleaned, changed = clear_small_islands(masks, area_thresh)
-    if not bool(changed[0]):
-        return mask, False
-    return cleaned[0].numpy(), True

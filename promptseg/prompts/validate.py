@@ -9,9 +9,10 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
+from promptseg.prompts.tokens import TOKEN_LABELS
+
 IMAGE_FORMATS = ("RGB", "BGR")
 PROMPT_KEYS = ("point_coords", "point_labels", "box", "mask_input")
-TOKEN_LABELS = (-1, 0, 1, 2, 3)
 
 
 @dataclass(frozen=True)

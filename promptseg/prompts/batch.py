@@ -1,9 +1,7 @@
 """Packing prompts of different shapes into one padded batch of point-like tokens.
 
-A prompt becomes the token sequence the official prompt encoder would build:
-its points (labels 0/1), then either the two box corners (labels 2/3) or, when
-it has points but no box, one "not a point" token (label -1). Sequences are
-padded to a common length with extra tokens that ``token_mask`` marks False;
+Each prompt becomes its tokens by the one token rule (:mod:`promptseg.prompts.tokens`).
+Sequences are padded to a common length with extra tokens that ``token_mask`` marks False;
 the decoder never attends to them, so each prompt's result equals what it
 would get alone.
 """
@@ -16,9 +14,9 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from promptseg.inputs import Prompt
-from promptseg.modeling.prompt_encoder import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, NOT_A_POINT
-from promptseg.utils.transforms import ResizeLongestSide
+from promptseg.prompts.frames import ResizeLongestSide
+from promptseg.prompts.tokens import NOT_A_POINT, prompt_tokens, token_sequence
+from promptseg.prompts.validate import Prompt
 
 
 @dataclass
@@ -41,24 +39,6 @@ class PromptBatch:
     mask_inputs: Optional[torch.Tensor]
     has_mask: Optional[torch.Tensor]
     masked_prompts: Optional[list[int]] = None
-
-
-def prompt_tokens(prompt: Prompt, transform: ResizeLongestSide, original_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """(T, 2) coordinates in the resized frame and (T,) labels of one prompt's tokens."""
-    coords: list[np.ndarray] = []
-    labels: list[np.ndarray] = []
-    if prompt.point_coords is not None:
-        coords.append(transform.apply_coords(prompt.point_coords, original_size))
-        labels.append(prompt.point_labels)
-    if prompt.box is not None:
-        coords.append(transform.apply_boxes(prompt.box, original_size).reshape(2, 2))
-        labels.append(np.array([BOX_TOP_LEFT, BOX_BOTTOM_RIGHT]))
-    elif prompt.point_coords is not None:
-        coords.append(np.zeros((1, 2)))
-        labels.append(np.array([NOT_A_POINT]))
-    if not coords:
-        return np.zeros((0, 2)), np.zeros((0,), dtype=np.int64)
-    return np.concatenate(coords), np.concatenate(labels).astype(np.int64)
 
 
 def pack_prompts(
@@ -95,6 +75,37 @@ def pack_prompts(
         mask_inputs=mask_inputs,
         has_mask=has_mask,
         masked_prompts=masked_prompts or None,
+    )
+
+
+def tensor_prompt_batch(
+    point_coords: Optional[torch.Tensor],
+    point_labels: Optional[torch.Tensor],
+    boxes: Optional[torch.Tensor],
+    mask_input: Optional[torch.Tensor],
+) -> PromptBatch:
+    """B prompts of one shape, given as ``SamPredictor.predict_torch`` takes them, as a PromptBatch.
+
+    Args:
+        point_coords: (B, N, 2) in the resized frame, and point_labels (B, N), or None.
+        boxes: (B, 4) XYXY in the resized frame, or None.
+        mask_input: (B, 1, S, S) low-res logits, or None.
+    The tokens follow the one token rule; B = 1 when no prompt is given at all, as in
+    ``PromptEncoder``. No prompt is padded.
+    """
+    batch = mask_input.shape[0] if mask_input is not None else None
+    device = mask_input.device if mask_input is not None else None
+    coords, labels = token_sequence(point_coords, point_labels, boxes, batch, device)
+    has_mask = None
+    if mask_input is not None:
+        has_mask = torch.ones(len(labels), dtype=torch.bool, device=labels.device)
+    return PromptBatch(
+        coords=coords.float(),
+        labels=labels,
+        token_mask=None,
+        mask_inputs=mask_input.float() if mask_input is not None else None,
+        has_mask=has_mask,
+        masked_prompts=list(range(len(labels))) if mask_input is not None else None,
     )
 
 

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from promptseg.postprocess import mask_areas, mask_boxes_xyxy
-from promptseg.visualize import overlay
+from promptseg.masks import mask_areas, mask_boxes_xyxy
+from promptseg.cli.visualize import overlay
 
 
 def write_prediction(

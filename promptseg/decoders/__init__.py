@@ -1,0 +1,22 @@
+"""Decoders: the seam between callers that decode prompts and the implementations that do it.
+
+See :mod:`promptseg.decoders.base` for the interface. ``SamPredictor`` and
+``SamAutomaticMaskGenerator`` take ``decoder=`` (default :class:`AutoDecoder`).
+"""
+
+from promptseg.decoders.auto import AutoDecoder
+from promptseg.decoders.base import DecodeResult, Decoder, ModuleDecoder, select_outputs
+from promptseg.decoders.fused import FusedDecoder, ImageTable, fused_path_available
+from promptseg.decoders.graphs import GraphDecoder
+
+__all__ = [
+    "AutoDecoder",
+    "DecodeResult",
+    "Decoder",
+    "FusedDecoder",
+    "GraphDecoder",
+    "ImageTable",
+    "ModuleDecoder",
+    "fused_path_available",
+    "select_outputs",
+]

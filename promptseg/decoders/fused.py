@@ -1,0 +1,240 @@
+"""The fused decoder: the model's arithmetic, grouped so that prompts share their image's work.
+
+Two things differ from running the model's modules as they are; the arithmetic does not:
+
+* Hoisting. What the first two-way block computes from the image alone (the image tokens plus
+  the no-mask embedding, their token->image keys and values, their image->token queries) is
+  computed once per image (:func:`image_table`) instead of once per prompt.
+* Sharing. P prompts read those rows through an index (``promptseg.ops.gathered_token_attention``)
+  instead of P copies; a prompt with a mask input gets rows of its own, appended to the table.
+  After the first block every prompt has its own image tokens, and the model's modules run on.
+
+Every module and weight is the model's own. On CUDA bf16/fp16 with the compiled extension the
+attention runs promptseg's kernels, and :meth:`FusedDecoder.postprocess` the one-pass
+post-processing kernel; elsewhere the same code runs the ops' PyTorch references (the CPU
+float64 tests check it against the model there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from itertools import chain
+from typing import Optional, Sequence
+
+import torch
+
+from promptseg.decoders.base import DecodeResult, Decoder, device_longs, select_outputs
+from promptseg.modeling import Sam, TwoWayTransformer
+from promptseg.ops import gathered_token_attention, kernel_available
+from promptseg.prompts.batch import PromptBatch
+
+FUSED_OPS = ("token_attention", "gathered_token_attention", "mask_postprocess")
+"""Kernels the fused decoder is chosen for (see :func:`fused_path_available`)."""
+
+
+def fused_path_available(model: Sam, features: Optional[torch.Tensor]) -> bool:
+    """True when the fused decoder runs promptseg's kernels for ``model`` on ``features``.
+
+    That needs: bf16/fp16 CUDA image features in the model's dtype and on its device, every op of
+    the model on the ``auto`` backend, SAM's two-way transformer, and the kernels of
+    :data:`FUSED_OPS` (built, registered, not disabled by ``PROMPTSEG_DISABLE_KERNELS``).
+    """
+    if features is None or not features.is_cuda or features.dtype not in (torch.bfloat16, torch.float16):
+        return False
+    decoder = model.mask_decoder
+    if decoder.iou_token.weight.dtype != features.dtype or decoder.iou_token.weight.device != features.device:
+        return False
+    if any(getattr(module, "backend", "auto") != "auto" for module in model.modules()):
+        return False
+    transformer = decoder.transformer
+    if not isinstance(transformer, TwoWayTransformer) or not transformer.layers[0].skip_first_layer_pe:
+        return False
+    return all(kernel_available(name, features) for name in FUSED_OPS)
+
+
+@dataclass
+class ImageTable:
+    """The prompt-independent inputs of the first two-way block, one row per image.
+
+    Rows may also belong to single prompts that carry a mask input (see :func:`decode_masks`).
+    N = H * W image tokens, C the transformer dim, Ci its attention dim.
+
+    Attributes:
+        features: (B, C, H, W) image embeddings.
+        src: (B, N, C) image tokens plus the dense prompt embedding (``no_mask_embed`` for images).
+        pos: (1, N, C) positional encoding of the image tokens.
+        keys: (B, N, Ci) the first block's token->image keys, ``k_proj(src + pos)``.
+        values: (B, N, Ci) its token->image values, ``v_proj(src)``.
+        queries: (B, N, Ci) its image->token queries, ``q_proj(src + pos)``.
+    """
+
+    features: torch.Tensor
+    src: torch.Tensor
+    pos: torch.Tensor
+    keys: torch.Tensor
+    values: torch.Tensor
+    queries: torch.Tensor
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(H, W) of the image embedding."""
+        return self.features.shape[-2], self.features.shape[-1]
+
+    @property
+    def rows(self) -> int:
+        return self.src.shape[0]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The fields by name."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+
+def image_table(model: Sam, features: torch.Tensor) -> ImageTable:
+    """The :class:`ImageTable` of (B, C, H, W) image ``features`` (prompts without a mask input)."""
+    dense = model.prompt_encoder.no_mask_dense_embeddings(features.shape[0])
+    return _table_rows(model, features, dense)
+
+
+def image_table_key(model: Sam, features: torch.Tensor) -> tuple:
+    """Identity and version counter of every tensor :func:`image_table` reads: a cached table is
+    stale once this changes (new features, weights replaced or updated in place)."""
+    first = model.mask_decoder.transformer.layers[0]
+    modules = (first.cross_attn_token_to_image, first.cross_attn_image_to_token, model.prompt_encoder)
+    tensors = chain([features], *(chain(module.parameters(), module.buffers()) for module in modules))
+    return tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
+
+
+def _table_rows(model: Sam, features: torch.Tensor, dense: torch.Tensor) -> ImageTable:
+    """Table rows of (B, C, H, W) ``features`` with (B, C, H, W) dense prompt embeddings, computed
+    with the expressions of ``MaskDecoder.predict_masks`` and the first ``TwoWayAttentionBlock``."""
+    first = model.mask_decoder.transformer.layers[0]
+    src = (features + dense).flatten(2).permute(0, 2, 1)
+    pos = model.prompt_encoder.get_dense_pe().flatten(2).permute(0, 2, 1)
+    src_with_pe = src + pos
+    return ImageTable(
+        features=features,
+        src=src,
+        pos=pos,
+        keys=first.cross_attn_token_to_image.k_proj(src_with_pe),
+        values=first.cross_attn_token_to_image.v_proj(src),
+        queries=first.cross_attn_image_to_token.q_proj(src_with_pe),
+    )
+
+
+def _append_rows(table: ImageTable, rows: ImageTable) -> ImageTable:
+    """``table`` followed by ``rows`` (the positional encoding is shared)."""
+    joined = {name: torch.cat([tensor, getattr(rows, name)]) for name, tensor in table.tensors().items()}
+    joined["pos"] = table.pos
+    return ImageTable(**joined)
+
+
+def decode_masks(
+    model: Sam,
+    table: ImageTable,
+    table_index: torch.Tensor,
+    sparse: torch.Tensor,
+    token_mask: Optional[torch.Tensor] = None,
+    mask_images: Optional[torch.Tensor] = None,
+    mask_embeddings: Optional[torch.Tensor] = None,
+) -> DecodeResult:
+    """``MaskDecoder.predict_masks`` for P prompts whose image-side inputs are rows of ``table``.
+
+    Args:
+        table: B image rows.
+        table_index: (P,) int64 row of each prompt: its image's row, or B + i for the i-th prompt
+            with a mask input.
+        sparse: (P, T, C) prompt token embeddings.
+        token_mask: (P, T) bool, False for padding tokens, or None.
+        mask_images: (n,) int64 table rows of the images of the n prompts with a mask input.
+        mask_embeddings: (n, C, H, W) dense embeddings of their mask inputs.
+    Returns:
+        (P, num_mask_tokens, 4H, 4W) mask logits and (P, num_mask_tokens) IoU predictions.
+    """
+    decoder = model.mask_decoder
+    transformer = decoder.transformer
+    if mask_embeddings is not None and mask_images is not None:
+        table = _append_rows(table, _table_rows(model, table.features[mask_images], mask_embeddings))
+    tokens, key_padding_mask = decoder.decoder_tokens(sparse, token_mask)
+
+    # The first block (SAM skips the token positional encoding in its self-attention).
+    first = transformer.layers[0]
+    queries = first.norm1(first.self_attn(q=tokens, k=tokens, v=tokens, key_padding_mask=key_padding_mask))
+    to_image = first.cross_attn_token_to_image
+    attended = gathered_token_attention(
+        to_image.q_proj(queries + tokens), table.keys, table.values, to_image.num_heads,
+        kv_index=table_index, backend=to_image.backend,
+    )
+    queries = first.norm2(queries + to_image.out_proj(attended))
+    queries = first.norm3(queries + first.mlp(queries))
+    to_token = first.cross_attn_image_to_token
+    attended = gathered_token_attention(
+        table.queries, to_token.k_proj(queries + tokens), to_token.v_proj(queries), to_token.num_heads,
+        key_padding_mask, q_index=table_index, backend=to_token.backend,
+    )
+    src = table.src if table.rows == 1 else table.src[table_index]
+    keys = first.norm4(src + to_token.out_proj(attended))
+
+    hs, keys = transformer.run_layers(queries, keys, tokens, table.pos, key_padding_mask, first_layer=1)
+    return decoder.masks_from_tokens(hs, keys, table.grid)
+
+
+def decode_prompt_batch(model: Sam, table: ImageTable, prompt_rows: Sequence[int], batch: PromptBatch) -> DecodeResult:
+    """Prompt encoder and :func:`decode_masks` for a packed batch.
+
+    Args:
+        table: rows of the images the prompts belong to.
+        prompt_rows: table row of each prompt's image, known on the host.
+        batch: the prompts; ``batch.masked_prompts`` must list those with a mask input.
+    Returns:
+        (P, num_mask_tokens, 4H, 4W) mask logits and (P, num_mask_tokens) IoU predictions.
+    """
+    encoder = model.prompt_encoder
+    device = batch.labels.device
+    masked = batch.masked_prompts or []
+    index = list(prompt_rows)
+    for rank, prompt in enumerate(masked):
+        index[prompt] = table.rows + rank
+    mask_images = mask_embeddings = None
+    if masked:
+        if batch.mask_inputs is None:
+            raise ValueError("a PromptBatch that lists masked_prompts must carry mask_inputs")
+        mask_images = device_longs([prompt_rows[prompt] for prompt in masked], device)
+        mask_embeddings = encoder.embed_masks(batch.mask_inputs[device_longs(masked, device)])
+    return decode_masks(
+        model,
+        table,
+        device_longs(index, device),
+        encoder.embed_tokens(batch.coords, batch.labels),
+        batch.token_mask,
+        mask_images,
+        mask_embeddings,
+    )
+
+
+class FusedDecoder(Decoder):
+    """Decodes through :func:`decode_masks`, with the image table of the last features cached.
+
+    The table holds every row of the features it was built from (about 2.5 times their memory),
+    and is rebuilt when the features or the weights it reads change (:func:`image_table_key`).
+    """
+
+    backend = "auto"
+
+    def __init__(self, model: Sam) -> None:
+        self.model = model
+        self._cached: Optional[tuple[tuple, ImageTable]] = None
+
+    def table(self, features: torch.Tensor) -> ImageTable:
+        """The :class:`ImageTable` of (B, C, H, W) ``features``, from the cache when still valid."""
+        key = image_table_key(self.model, features)
+        if self._cached is None or self._cached[0] != key:
+            self._cached = None  # free the old table before building the new one
+            self._cached = (key, image_table(self.model, features))
+        return self._cached[1]
+
+    @torch.no_grad()
+    def decode(
+        self, features: torch.Tensor, batch: PromptBatch, image_index: Sequence[int], multimask_output: bool
+    ) -> DecodeResult:
+        masks, iou = decode_prompt_batch(self.model, self.table(features), image_index, batch)
+        return select_outputs(masks, iou, multimask_output)

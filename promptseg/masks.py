@@ -1,0 +1,81 @@
+"""Measurements of masks: areas, boxes, IoU, stability, depth maps, and points placed in them.
+
+Named apart from ``Sam.postprocess_masks`` and ``promptseg.ops.mask_postprocess``, which turn
+low-res logits into full-size masks; everything here measures masks that already exist.
+Areas and boxes are the references of the post-processing kernel's statistics, so they live in
+``promptseg.ops`` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from promptseg.ops import mask_areas, mask_boxes_xyxy
+
+__all__ = [
+    "deepest_points",
+    "depth_map",
+    "mask_areas",
+    "mask_boxes_xyxy",
+    "mask_iou",
+    "random_points",
+    "stability_score",
+]
+
+
+def mask_iou(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(..., H, W) bool predictions and broadcastable targets -> (...) float32 IoU; two empty masks give 1."""
+    targets = targets.expand_as(predictions)
+    intersection = (predictions & targets).flatten(-2).sum(-1).float()
+    union = (predictions | targets).flatten(-2).sum(-1).float()
+    return torch.where(union > 0, intersection / union.clamp_min(1), torch.ones_like(union))
+
+
+def stability_score(mask_logits: torch.Tensor, mask_threshold: float, threshold_offset: float) -> torch.Tensor:
+    """IoU of the masks binarised at ``mask_threshold + offset`` and at ``mask_threshold - offset``.
+
+    The first mask lies inside the second, so the IoU is the ratio of their areas. An empty
+    looser mask gives NaN (0 / 0), as in the official code. The counts are int32 sums, which
+    ONNX graphs and TensorRT take as they are (a mask of 2**31 pixels or more would overflow).
+
+    Args:
+        mask_logits: (..., H, W) float logits.
+    Returns:
+        (...) float32.
+    """
+    inner = (mask_logits > (mask_threshold + threshold_offset)).sum(-1, dtype=torch.int32).sum(-1, dtype=torch.int32)
+    outer = (mask_logits > (mask_threshold - threshold_offset)).sum(-1, dtype=torch.int32).sum(-1, dtype=torch.int32)
+    return inner.float() / outer.float()
+
+
+def depth_map(masks: torch.Tensor) -> torch.Tensor:
+    """(P, H, W) bool -> (P, H, W) int32 chessboard distance to the nearest pixel outside the mask
+    (the image border counts as outside); 0 outside the masks."""
+    current = masks.float()[:, None]
+    depth = torch.zeros_like(current)
+    while bool(current.any()):
+        depth += current
+        padded = F.pad(current, (1, 1, 1, 1), value=0.0)
+        current = -F.max_pool2d(-padded, kernel_size=3, stride=1)
+    return depth[:, 0].to(torch.int32)
+
+
+def deepest_points(masks: torch.Tensor) -> torch.Tensor:
+    """(P, H, W) bool -> (P, 2) float (x, y) of the pixel farthest from each mask's boundary
+    (the first in raster order among ties). An empty mask gives its (0, 0) pixel."""
+    index = depth_map(masks).flatten(1).argmax(dim=1)
+    width = masks.shape[-1]
+    return torch.stack([index % width, index // width], dim=1).float()
+
+
+def random_points(masks: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(P, H, W) bool -> (P, 2) float (x, y) of a pixel drawn uniformly from each mask.
+    An empty mask draws uniformly from the whole image."""
+    weights = masks.flatten(1).float()
+    weights[weights.sum(1) == 0] = 1.0
+    cumulative = weights.cumsum(dim=1)
+    draws = torch.rand(len(weights), 1, generator=generator, device=masks.device) * cumulative[:, -1:]
+    index = torch.searchsorted(cumulative, draws, right=True)[:, 0].clamp_max(weights.shape[1] - 1)
+    width = masks.shape[-1]
+    return torch.stack([index % width, index // width], dim=1).float()
