@@ -1,42 +1,41 @@
 """``promptseg amg``: automatic mask generation over an image or a folder, written in COCO format.
 
-Output folder layout::
-
-    records/<image file>.json   masks of one image (COCO RLE, scores, prompt point, crop box);
-                                written last, so its presence marks the image done
-    overlays/<image file>.png   the masks drawn over the image, largest first
-    masks/<image file>/NNNN.png one 0/255 PNG per mask (--format png)
-    annotations.json            COCO dataset (images, annotations, categories) of every done image
-    results.json                COCO results (image_id, category_id, segmentation, score, bbox)
-
-Re-running on the same folder skips the images that already have a record.
+The output folder's layout is :mod:`promptseg.amg.outputs`' (records, overlays, optional mask
+PNGs, a merged COCO dataset and results). Re-running on the same folder skips the images that
+already have a record. ``--engine ray`` runs the same generation on a Ray cluster
+(:mod:`promptseg.distributed`) and writes the same files.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from promptseg.amg.outputs import (
+    IMAGE_SUFFIXES,
+    is_done,
+    render_image,
+    run_settings,
+    warn_on_other_settings,
+    write_coco,
+    write_image,
+)
 from promptseg.cli.common import add_model_arguments, load_model
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-CATEGORY = {"id": 1, "name": "object", "supercategory": "object"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     amg = subparsers.add_parser(
         "amg", help="segment everything in an image or a folder of images (COCO-format results, resumable)"
     )
-    amg.add_argument("images", type=Path, metavar="IMAGE_OR_DIR", help="an image file, or a folder of images")
+    amg.add_argument(
+        "images", metavar="SOURCE",
+        help="an image file or a folder of images; with --engine ray also a file list (.txt), a glob, "
+        "or a remote URI that Ray Data reads (s3://, gs://)",
+    )
     add_model_arguments(amg)
     amg.add_argument("--out", type=Path, required=True, help="output folder (re-runs resume in it)")
     amg.add_argument(
@@ -53,27 +52,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--min-mask-region-area", type=int, default=0,
         help="remove holes and islands smaller than this many pixels (default 0: off)",
     )
+    engine = amg.add_argument_group("engine (promptseg.distributed; --engine ray needs promptseg[ray])")
+    engine.add_argument(
+        "--engine", choices=("local", "ray"), default="local",
+        help="local: this process, one image at a time (default); ray: a Ray Data pipeline over an actor pool",
+    )
+    engine.add_argument(
+        "--address", default=None,
+        help="Ray cluster to join (e.g. auto, ray://head:10001); default: RAY_ADDRESS if set, else a local Ray",
+    )
+    engine.add_argument("--workers", type=int, default=1, help="model actors, each holding the model once (default 1)")
+    engine.add_argument(
+        "--gpus-per-worker", type=float, default=None,
+        help="GPUs per actor (default: 1 when the cluster has GPUs, else 0)",
+    )
+    engine.add_argument("--batch-size", type=int, default=1, help="images per actor call (default 1)")
     amg.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        return _run_on_ray(args)
     from promptseg.automatic import SamAutomaticMaskGenerator
 
-    images = _list_images(args.images)
-    records_dir = args.out / "records"
-    settings = {
-        "model": args.model,
-        "checkpoint": str(args.checkpoint) if args.checkpoint else None,
-        "dtype": args.dtype,
-        "points_per_side": args.points_per_side,
-        "pred_iou_thresh": args.pred_iou_thresh,
-        "stability_score_thresh": args.stability_score_thresh,
-        "crop_n_layers": args.crop_n_layers,
-        "min_mask_region_area": args.min_mask_region_area,
-    }
-    todo = [path for path in images if not (records_dir / f"{path.name}.json").is_file()]
+    images = _list_images(Path(args.images))
+    settings = run_settings(
+        args.model, str(args.checkpoint) if args.checkpoint else None, args.dtype, args.points_per_side,
+        args.pred_iou_thresh, args.stability_score_thresh, args.crop_n_layers, args.min_mask_region_area,
+    )
+    todo = [path for path in images if not is_done(args.out, path.name)]
     print(f"{len(images)} image(s): {len(images) - len(todo)} already done in {args.out}, {len(todo)} to do")
-    _warn_on_other_settings(records_dir, settings)
+    warn_on_other_settings(args.out, settings)
     if todo:
         model, description = load_model(args)
         print(f"model: {description}")
@@ -89,10 +98,24 @@ def run(args: argparse.Namespace) -> int:
             for path in bar:
                 image = np.array(Image.open(path).convert("RGB"))
                 masks = generator.generate(image)
-                _write_image(args.out, path, image, masks, settings, write_pngs=args.format == "png")
+                write_image(args.out, render_image(path.name, image, masks, settings, args.format == "png"))
                 bar.set_postfix(masks=len(masks))
-    annotations, results = _write_coco(args.out, images)
+    annotations, results = write_coco(args.out, [path.name for path in images])
     print(f"wrote {annotations} and {results}")
+    return 0
+
+
+def _run_on_ray(args: argparse.Namespace) -> int:
+    """The same generation as a Ray Data pipeline (promptseg.distributed prints its summary)."""
+    from promptseg.distributed import generate_masks
+
+    generate_masks(
+        args.images, args.out, model=args.model, checkpoint=args.checkpoint, device=args.device, dtype=args.dtype,
+        points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
+        stability_score_thresh=args.stability_score_thresh, crop_n_layers=args.crop_n_layers,
+        min_mask_region_area=args.min_mask_region_area, mask_pngs=args.format == "png", address=args.address,
+        workers=args.workers, gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
+    )
     return 0
 
 
@@ -106,86 +129,3 @@ def _list_images(path: Path) -> list[Path]:
     if not images:
         raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
     return images
-
-
-def _write_image(
-    out: Path, path: Path, image: np.ndarray, masks: list[dict[str, Any]], settings: dict[str, Any], write_pngs: bool
-) -> None:
-    """Write one image's overlay, optional mask PNGs and, last, its record."""
-    from promptseg.amg.rle import encode_rle
-    from promptseg.cli.visualize import overlay
-
-    height, width = image.shape[:2]
-    binary = [mask["segmentation"] for mask in masks]
-    stacked = np.stack(binary) if binary else np.zeros((0, height, width), dtype=bool)
-    largest_first = np.argsort([-mask["area"] for mask in masks], kind="stable")
-    (out / "overlays").mkdir(parents=True, exist_ok=True)
-    overlay(image, stacked[largest_first]).save(out / "overlays" / f"{path.name}.png")
-    if write_pngs:
-        mask_dir = out / "masks" / path.name
-        mask_dir.mkdir(parents=True, exist_ok=True)
-        for index, mask in enumerate(binary):
-            Image.fromarray(mask.astype(np.uint8) * 255).save(mask_dir / f"{index:04d}.png")
-    segmentations = encode_rle(torch.from_numpy(stacked)).to_coco()
-    record = {
-        "file_name": path.name,
-        "height": height,
-        "width": width,
-        "settings": settings,
-        "masks": [{**mask, "segmentation": rle} for mask, rle in zip(masks, segmentations)],
-    }
-    _write_json_atomically(out / "records" / f"{path.name}.json", record)
-
-
-def _write_coco(out: Path, images: list[Path]) -> tuple[Path, Path]:
-    """Gather the records of the done images into a COCO dataset file and a COCO results file."""
-    coco_images, annotations, results = [], [], []
-    for path in images:
-        record_path = out / "records" / f"{path.name}.json"
-        if not record_path.is_file():
-            continue
-        record = json.loads(record_path.read_text())
-        image_id = len(coco_images) + 1
-        coco_images.append(
-            {"id": image_id, "file_name": record["file_name"], "height": record["height"], "width": record["width"]}
-        )
-        for mask in record["masks"]:
-            common = {
-                "image_id": image_id,
-                "category_id": CATEGORY["id"],
-                "segmentation": mask["segmentation"],
-                "area": mask["area"],
-                "bbox": mask["bbox"],
-            }
-            annotations.append({"id": len(annotations) + 1, **common, "iscrowd": 0})
-            results.append(
-                {**common, "score": mask["predicted_iou"], "stability_score": mask["stability_score"]}
-            )
-    dataset = {"images": coco_images, "annotations": annotations, "categories": [CATEGORY]}
-    _write_json_atomically(out / "annotations.json", dataset)
-    _write_json_atomically(out / "results.json", results)
-    return out / "annotations.json", out / "results.json"
-
-
-def _warn_on_other_settings(records_dir: Path, settings: dict[str, Any]) -> None:
-    """Say so when done images were segmented with other settings (they are kept, not redone)."""
-    if not records_dir.is_dir():
-        return
-    differing = sorted(
-        path.name[: -len(".json")]
-        for path in records_dir.glob("*.json")
-        if json.loads(path.read_text()).get("settings") != settings
-    )
-    if differing:
-        print(
-            f"warning: {len(differing)} done image(s) used other settings and are kept as they are "
-            f"(e.g. {differing[0]}); use another --out to redo them",
-            file=sys.stderr,
-        )
-
-
-def _write_json_atomically(path: Path, payload: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(payload))
-    os.replace(temporary, path)
