@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -79,3 +80,49 @@ def random_shape(size: int, rng: np.random.Generator, kind: str, center: tuple[f
     if kind == "thin":
         return thin(size, rng, center, radius)
     raise ValueError(f"unknown shape kind {kind!r}; expected one of {SHAPE_KINDS}")
+
+
+def regular_polygon(
+    size: int, center: tuple[float, float], radii: Sequence[float], angle: float
+) -> np.ndarray:
+    """(size, size) bool polygon whose vertices lie at ``radii[i]`` from ``center``, evenly spaced in angle
+    starting at ``angle`` (3 equal radii: a triangle; 10 alternating radii: a five-pointed star)."""
+    count = len(radii)
+    points = [
+        (center[0] + r * math.cos(angle + 2 * math.pi * i / count), center[1] + r * math.sin(angle + 2 * math.pi * i / count))
+        for i, r in enumerate(radii)
+    ]
+    canvas = Image.new("1", (size, size), 0)
+    ImageDraw.Draw(canvas).polygon(points, fill=1)
+    return np.array(canvas, dtype=bool)
+
+
+def rectangle(size: int, center: tuple[float, float], half_sides: tuple[float, float], angle: float) -> np.ndarray:
+    """(size, size) bool rectangle with half side lengths ``half_sides`` rotated by ``angle`` radians."""
+    xs, ys = _grid(size)
+    dx, dy = xs - center[0], ys - center[1]
+    cos, sin = math.cos(angle), math.sin(angle)
+    u, v = dx * cos + dy * sin, -dx * sin + dy * cos
+    return (np.abs(u) <= half_sides[0]) & (np.abs(v) <= half_sides[1])
+
+
+def annulus(size: int, center: tuple[float, float], outer: float, inner: float) -> np.ndarray:
+    """(size, size) bool ring between radii ``inner`` and ``outer``."""
+    xs, ys = _grid(size)
+    distance = np.hypot(xs - center[0], ys - center[1])
+    return (distance <= outer) & (distance >= inner)
+
+
+def stroke(size: int, rng: np.random.Generator, center: tuple[float, float], radius: float, width: int) -> np.ndarray:
+    """(size, size) bool open curved stroke ``width`` pixels wide spanning about 2 * ``radius``."""
+    canvas = Image.new("1", (size, size), 0)
+    start = rng.uniform(0, 2 * math.pi)
+    steps = np.linspace(-1, 1, 24)
+    bend = rng.uniform(-0.5, 0.5) * radius
+    direction = np.array([math.cos(start), math.sin(start)])
+    normal = np.array([-direction[1], direction[0]])
+    points = [
+        tuple(np.array(center) + radius * t * direction + bend * (1 - t * t) * normal) for t in steps
+    ]
+    ImageDraw.Draw(canvas).line(points, fill=1, width=width, joint="curve")
+    return np.array(canvas, dtype=bool)
