@@ -11,9 +11,9 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from promptseg.cli import amg, export, info, predict, train
+from promptseg.cli import amg, annotate, evaluate, export, info, predict, train, zeroshot
 
-COMMANDS = (predict, amg, train, export, info)
+COMMANDS = (predict, amg, annotate, train, export, info, zeroshot, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,96 @@
+"""Checking the JSON bodies of the predict and prefill requests (coordinates in original image pixels)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from promptseg.annotate.errors import bad_request
+
+PREFILL_DEFAULTS = {"points_per_side": 16, "pred_iou_thresh": 0.8, "stability_score_thresh": 0.9}
+MAX_POINTS = 64
+
+
+@dataclass(frozen=True)
+class ClickPrompt:
+    """A checked predict request. points: (N, 2) float32 (x, y); labels: (N,) int64; box: (4,) float32 XYXY."""
+
+    points: Optional[np.ndarray]
+    labels: Optional[np.ndarray]
+    box: Optional[np.ndarray]
+    mask_input: Optional[str]
+    multimask: bool
+
+
+def parse_click(body: Any, width: int, height: int) -> ClickPrompt:
+    """The predict body ``{"points", "labels", "box", "mask_input", "multimask"}`` checked against a W x H image."""
+    body = _object(body, ("points", "labels", "box", "mask_input", "multimask"))
+    points, labels = body.get("points") or [], body.get("labels") or []
+    if not isinstance(points, list) or not isinstance(labels, list):
+        raise bad_request("points must be a list of [x, y] and labels a list of 0/1")
+    if len(points) != len(labels):
+        raise bad_request(f"points and labels must have the same length, got {len(points)} points and {len(labels)} labels")
+    if len(points) > MAX_POINTS:
+        raise bad_request(f"at most {MAX_POINTS} points per request, got {len(points)}")
+    for index, point in enumerate(points):
+        if not (isinstance(point, list) and len(point) == 2 and all(_finite(v) for v in point)):
+            raise bad_request(f"points[{index}] must be [x, y] numbers, got {point!r}")
+        _inside(f"points[{index}]", point[0], point[1], width, height)
+    for index, label in enumerate(labels):
+        if label not in (0, 1) or isinstance(label, bool):
+            raise bad_request(f"labels[{index}] must be 1 (foreground) or 0 (background), got {label!r}")
+    box = body.get("box")
+    if box is not None:
+        if not (isinstance(box, list) and len(box) == 4 and all(_finite(v) for v in box)):
+            raise bad_request(f"box must be [x0, y0, x1, y1] numbers or null, got {box!r}")
+        _inside("box corner (x0, y0)", box[0], box[1], width, height)
+        _inside("box corner (x1, y1)", box[2], box[3], width, height)
+        if box[2] < box[0] or box[3] < box[1]:
+            raise bad_request(f"box must have x0 <= x1 and y0 <= y1, got {box}")
+    mask_input = body.get("mask_input")
+    if not points and box is None and mask_input is None:
+        raise bad_request("give at least one point, a box or a mask_input")
+    multimask = body.get("multimask", True)
+    if not isinstance(multimask, bool):
+        raise bad_request(f"multimask must be true or false, got {multimask!r}")
+    return ClickPrompt(
+        np.asarray(points, dtype=np.float32).reshape(-1, 2) if points else None,
+        np.asarray(labels, dtype=np.int64) if points else None,
+        np.asarray(box, dtype=np.float32) if box is not None else None,
+        mask_input,
+        multimask,
+    )
+
+
+def parse_prefill(body: Any) -> dict[str, Any]:
+    """Generator settings of a prefill request (each optional): points_per_side, pred_iou_thresh, stability_score_thresh."""
+    body = _object(body if body is not None else {}, tuple(PREFILL_DEFAULTS))
+    settings = {**PREFILL_DEFAULTS, **{k: v for k, v in body.items() if v is not None}}
+    side = settings["points_per_side"]
+    if not isinstance(side, int) or isinstance(side, bool) or not 1 <= side <= 64:
+        raise bad_request(f"points_per_side must be an integer in 1..64, got {side!r}")
+    for name in ("pred_iou_thresh", "stability_score_thresh"):
+        if not _finite(settings[name]) or not 0 <= settings[name] <= 1:
+            raise bad_request(f"{name} must be a number in [0, 1], got {settings[name]!r}")
+    return settings
+
+
+def _object(body: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise bad_request(f"the request body must be a JSON object, got {type(body).__name__}")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise bad_request(f"unknown field(s) {unknown}; expected some of {list(allowed)}")
+    return body
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _inside(name: str, x: float, y: float, width: int, height: int) -> None:
+    if not (0 <= x <= width and 0 <= y <= height):
+        raise bad_request(f"{name} = ({x}, {y}) is outside the image (0..{width}, 0..{height} pixels)")
