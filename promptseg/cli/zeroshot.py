@@ -1,0 +1,259 @@
+"""``promptseg zeroshot edges|proposals|instances``: the paper's zero-shot transfer tasks over a folder
+of images (:mod:`promptseg.zeroshot`), with progress bars, batched encoding and resume.
+
+- ``edges DIR --out OUT``: one 8-bit PNG edge map per image, ``OUT/<image stem>.png`` (value / 255 is
+  the edge strength in [0, 1]); images whose PNG exists are skipped.
+- ``proposals DIR --out proposals.json``: COCO results (category 1) of the best ``--k`` proposals per image.
+- ``instances DIR --detections dets.json --out segm.json``: COCO segmentation results for the detections.
+
+Proposals and instances keep one record per image in ``<out>.records/`` (written last, atomically; its
+presence marks the image done, and a re-run skips it), then gather them into ``--out``. Image ids come
+from ``--annotations`` (a COCO file listing the images) or, COCO's convention, from the integer file stem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from promptseg.amg.outputs import IMAGE_SUFFIXES, write_bytes_atomically, write_json_atomically
+from promptseg.cli.common import add_model_arguments, load_model
+
+PROPOSAL_CATEGORY = 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    zeroshot = subparsers.add_parser(
+        "zeroshot", help="zero-shot tasks of the SAM paper: edges, object proposals, instances from detector boxes"
+    )
+    tasks = zeroshot.add_subparsers(dest="task", required=True)
+
+    edges = tasks.add_parser("edges", help="edge maps (16x16 point grid, NMS, Sobel of mask probabilities, edge NMS)")
+    _common(edges, "output folder of edge-map PNGs")
+    edges.add_argument("--points-per-side", type=int, default=16, help="point grid side (default 16: 768 masks)")
+    edges.add_argument("--nms-thresh", type=float, default=0.7, help="box NMS IoU threshold (default 0.7)")
+    edges.add_argument("--no-thin", action="store_true", help="skip edge NMS (write the raw combined Sobel map)")
+    edges.set_defaults(run=run_edges)
+
+    proposals = tasks.add_parser("proposals", help="class-agnostic mask proposals (COCO results)")
+    _common(proposals, "COCO results file to write")
+    proposals.add_argument("--k", type=int, default=1000, help="proposals per image (default 1000)")
+    proposals.add_argument("--points-per-side", type=int, default=32, help="point grid side (default 32)")
+    proposals.add_argument("--pred-iou-thresh", type=float, default=0.5, help="minimum predicted IoU (default 0.5)")
+    proposals.add_argument("--stability-score-thresh", type=float, default=0.7, help="minimum stability (default 0.7)")
+    proposals.add_argument("--box-nms-thresh", type=float, default=0.7, help="box NMS IoU threshold (default 0.7)")
+    proposals.add_argument("--crop-n-layers", type=int, default=0, help="crop layers to also prompt (default 0)")
+    proposals.add_argument(
+        "--score", choices=("predicted_iou", "stability_score", "product"), default="predicted_iou",
+        help="what ranks the proposals (default predicted_iou)",
+    )
+    _annotations_argument(proposals)
+    proposals.set_defaults(run=run_proposals)
+
+    instances = tasks.add_parser("instances", help="masks for a detector's boxes (COCO segmentation results)")
+    _common(instances, "COCO results file to write")
+    instances.add_argument("--detections", type=Path, required=True, help="COCO detections JSON (image_id, bbox, score, category_id)")
+    instances.add_argument(
+        "--mask-choice", choices=("single", "best"), default="single",
+        help="single: SAM's single-mask output for a box (the paper, default); best: best-scored of 3",
+    )
+    instances.add_argument(
+        "--score", choices=("detection", "detection_x_iou"), default="detection",
+        help="result score: the detector's (default) or times SAM's predicted IoU",
+    )
+    _annotations_argument(instances)
+    instances.set_defaults(run=run_instances)
+
+
+def _common(parser: argparse.ArgumentParser, out_help: str) -> None:
+    parser.add_argument("images", type=Path, metavar="DIR", help="folder of images")
+    parser.add_argument("--out", type=Path, required=True, help=f"{out_help} (re-runs resume)")
+    parser.add_argument("--batch-size", type=int, default=4, help="images encoded together (default 4)")
+    add_model_arguments(parser)
+
+
+def _annotations_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--annotations", type=Path, default=None,
+        help="COCO JSON whose 'images' give each file's id (default: the integer file stem, as COCO names files)",
+    )
+
+
+# ------------------------------------------------------------------ helpers
+def list_images(folder: Path) -> list[Path]:
+    """The images directly inside ``folder``, sorted by name."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
+    return images
+
+
+def image_ids(images: Sequence[Path], annotations: Optional[Path]) -> dict[str, int]:
+    """File name -> COCO image id, from the annotations' image list or from integer file stems."""
+    if annotations is not None:
+        if not annotations.is_file():
+            raise FileNotFoundError(f"annotations file not found: {annotations}")
+        listed = {Path(image["file_name"]).name: int(image["id"]) for image in json.loads(annotations.read_text())["images"]}
+        missing = [path.name for path in images if path.name not in listed]
+        if missing:
+            raise ValueError(f"{len(missing)} image(s) are not listed in {annotations}, e.g. {missing[0]}")
+        return {path.name: listed[path.name] for path in images}
+    ids = {}
+    for path in images:
+        if not path.stem.isdigit():
+            raise ValueError(
+                f"cannot tell the image id of {path.name}: name files by their integer id (COCO's 000000397133.jpg) "
+                "or pass --annotations with the dataset's image list"
+            )
+        ids[path.name] = int(path.stem)
+    return ids
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    return np.array(Image.open(path).convert("RGB"))
+
+
+def _settings(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    settings = {"model": args.model, "checkpoint": str(args.checkpoint) if args.checkpoint else None, "dtype": args.dtype}
+    return {**settings, **{name: getattr(args, name) for name in names}}
+
+
+def _records_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".records")
+
+
+def _run_records(
+    args: argparse.Namespace,
+    settings: dict[str, Any],
+    process: Callable[[Any, list[Path]], list[list[dict[str, Any]]]],
+    make_worker: Callable[[Any], Any],
+    images: list[Path],
+    ids: dict[str, int],
+    task: str,
+) -> int:
+    """Process the images without a record in batches, write a record per image, then gather ``--out``."""
+    records = _records_dir(args.out)
+    todo = [path for path in images if not (records / f"{path.name}.json").is_file()]
+    print(f"{len(images)} image(s): {len(images) - len(todo)} already done in {records}, {len(todo)} to do")
+    _warn_on_other_settings(records, settings)
+    if todo:
+        model, description = load_model(args)
+        print(f"model: {description}")
+        worker = make_worker(model)
+        with tqdm(total=len(todo), desc=task, unit="image") as bar:
+            for start in range(0, len(todo), args.batch_size):
+                chunk = todo[start : start + args.batch_size]
+                for path, results in zip(chunk, process(worker, chunk)):
+                    record = {"file_name": path.name, "image_id": ids[path.name], "settings": settings, "results": results}
+                    write_json_atomically(records / f"{path.name}.json", record)
+                bar.update(len(chunk))
+    gathered = []
+    for path in images:
+        gathered.extend(json.loads((records / f"{path.name}.json").read_text())["results"])
+    write_json_atomically(args.out, gathered)
+    print(f"wrote {len(gathered)} result(s) for {len(images)} image(s) to {args.out}")
+    return 0
+
+
+def _warn_on_other_settings(records: Path, settings: dict[str, Any]) -> None:
+    if not records.is_dir():
+        return
+    differing = sorted(p.name for p in records.glob("*.json") if json.loads(p.read_text()).get("settings") != settings)
+    if differing:
+        print(
+            f"warning: {len(differing)} done image(s) used other settings and are kept as they are "
+            f"(e.g. {differing[0]}); use another --out to redo them",
+            file=sys.stderr,
+        )
+
+
+# ------------------------------------------------------------------- tasks
+def run_edges(args: argparse.Namespace) -> int:
+    from promptseg.zeroshot.edges import EdgeDetector
+
+    images = list_images(args.images)
+    todo = [path for path in images if not (args.out / f"{path.stem}.png").is_file()]
+    print(f"{len(images)} image(s): {len(images) - len(todo)} already done in {args.out}, {len(todo)} to do")
+    if todo:
+        model, description = load_model(args)
+        print(f"model: {description}")
+        detector = EdgeDetector(
+            model, points_per_side=args.points_per_side, nms_thresh=args.nms_thresh, thin=not args.no_thin
+        )
+        with tqdm(total=len(todo), desc="edges", unit="image") as bar:
+            for start in range(0, len(todo), args.batch_size):
+                chunk = todo[start : start + args.batch_size]
+                for path, edge in zip(chunk, detector.detect_batch([_load_rgb(p) for p in chunk], batch_size=len(chunk))):
+                    write_bytes_atomically(args.out / f"{path.stem}.png", edge_png(edge))
+                bar.update(len(chunk))
+    print(f"edge maps in {args.out}")
+    return 0
+
+
+def edge_png(edge: np.ndarray) -> bytes:
+    """An (H, W) float edge map in [0, 1] as 8-bit grey PNG bytes."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(np.clip(edge, 0, 1) * 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def run_proposals(args: argparse.Namespace) -> int:
+    from promptseg.zeroshot.proposals import ProposalGenerator
+
+    images = list_images(args.images)
+    ids = image_ids(images, args.annotations)
+    settings = _settings(
+        args, "k", "points_per_side", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_n_layers", "score"
+    )
+
+    def make(model: Any) -> ProposalGenerator:
+        return ProposalGenerator(
+            model, points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
+            stability_score_thresh=args.stability_score_thresh, box_nms_thresh=args.box_nms_thresh,
+            crop_n_layers=args.crop_n_layers, score=args.score,
+        )
+
+    def process(generator: ProposalGenerator, chunk: list[Path]) -> list[list[dict[str, Any]]]:
+        per_image = generator.propose_batch([_load_rgb(p) for p in chunk], k=args.k, batch_size=len(chunk))
+        return [
+            [{"image_id": ids[path.name], "category_id": PROPOSAL_CATEGORY, **proposal} for proposal in proposals]
+            for path, proposals in zip(chunk, per_image)
+        ]
+
+    return _run_records(args, settings, process, make, images, ids, "proposals")
+
+
+def run_instances(args: argparse.Namespace) -> int:
+    from promptseg.zeroshot.instances import BoxInstanceSegmenter, check_detections
+
+    if not args.detections.is_file():
+        raise FileNotFoundError(f"detections file not found: {args.detections}")
+    detections = check_detections(json.loads(args.detections.read_text()))
+    images = list_images(args.images)
+    ids = image_ids(images, args.annotations)
+    known = set(ids.values())
+    unknown = sorted({d["image_id"] for d in detections} - known)
+    if unknown:
+        raise ValueError(f"{len(unknown)} detected image id(s) have no image in {args.images}, e.g. {unknown[0]}")
+    by_image: dict[int, list[dict[str, Any]]] = {image_id: [] for image_id in known}
+    for detection in detections:
+        by_image[detection["image_id"]].append(detection)
+    settings = {**_settings(args, "mask_choice", "score"), "detections": str(args.detections)}
+
+    def make(model: Any) -> BoxInstanceSegmenter:
+        return BoxInstanceSegmenter(model, mask_choice=args.mask_choice, score=args.score)
+
+    def process(segmenter: BoxInstanceSegmenter, chunk: list[Path]) -> list[list[dict[str, Any]]]:
+        return segmenter.segment_images([_load_rgb(p) for p in chunk], [by_image[ids[p.name]] for p in chunk])
+
+    return _run_records(args, settings, process, make, images, ids, "instances")
