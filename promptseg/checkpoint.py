@@ -16,6 +16,9 @@ from promptseg.errors import CheckpointError
 PathLike = Union[str, "os.PathLike[str]"]
 _BLOCK_KEY = re.compile(r"^image_encoder\.blocks\.(\d+)\.")
 _WRAPPER_KEYS = ("model", "state_dict")
+EXTENSION_PREFIXES = ("text_prompt_encoder.",)
+"""Key prefixes of promptseg additions that live outside the official ``Sam`` module tree (the text
+prompt encoder): :func:`load_into` leaves them out, so a promptseg checkpoint loads into ``Sam``."""
 
 
 def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
@@ -75,7 +78,8 @@ def load_into(
     source: str,
     configs: Mapping[str, SamConfig] = CONFIGS,
 ) -> None:
-    """Load ``state_dict`` into ``model`` strictly, explaining every mismatch.
+    """Load ``state_dict`` into ``model`` strictly, explaining every mismatch. Keys under
+    :data:`EXTENSION_PREFIXES` (weights of promptseg additions) are left out.
 
     Raises:
         CheckpointError: the file holds another model type (named), or keys are
@@ -88,6 +92,7 @@ def load_into(
             f"{source} holds a {found_type} model (image encoder width {embed_dim}, {depth} blocks), "
             f"but model_type={model_type!r} was requested; build it with model_type={found_type!r}"
         )
+    state_dict = {key: value for key, value in state_dict.items() if not key.startswith(EXTENSION_PREFIXES)}
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(expected))

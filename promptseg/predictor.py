@@ -4,7 +4,9 @@ A drop-in for ``segment_anything.SamPredictor`` (same methods, attributes,
 shapes, dtypes and values), plus batched calls: many prompts of different
 shapes on one image (:meth:`SamPredictor.predict_many`) and many images
 encoded in one batch (:meth:`SamPredictor.set_images`,
-:meth:`SamPredictor.predict_batch`).
+:meth:`SamPredictor.predict_batch`), and text prompts (``predict(text="red ellipse")``, alone or
+with points, a box or a mask input) for a predictor built with ``text=`` (see
+:mod:`promptseg.text.prompting`).
 
 Every prediction runs one way: validate (:mod:`promptseg.prompts.validate`) -> tokens
 (:mod:`promptseg.prompts.tokens`, packed by :mod:`promptseg.prompts.batch`) -> decode (a
@@ -15,7 +17,7 @@ takes promptseg's fused CUDA path and CUDA graphs where they apply.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -28,6 +30,9 @@ from promptseg.prompts.batch import pack_prompts, tensor_prompt_batch
 from promptseg.prompts.frames import ResizeLongestSide
 from promptseg.prompts.validate import Prompt, check_image, check_prompt, check_prompt_mapping, check_prompt_tensors
 
+if TYPE_CHECKING:
+    from promptseg.text.prompting import TextPrompting
+
 PromptLike = Union[Prompt, Mapping[str, Any]]
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -35,7 +40,13 @@ Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 class SamPredictor:
     """Predict masks from prompts on images whose embeddings are computed once."""
 
-    def __init__(self, sam_model: Sam, prompt_batch_size: int = 64, decoder: Optional[Decoder] = None) -> None:
+    def __init__(
+        self,
+        sam_model: Sam,
+        prompt_batch_size: int = 64,
+        decoder: Optional[Decoder] = None,
+        text: Optional["TextPrompting"] = None,
+    ) -> None:
         """
         Args:
             sam_model: the model, on the device and in the dtype to run with.
@@ -43,6 +54,8 @@ class SamPredictor:
                 bounds the decoder's memory (a promptseg addition).
             decoder: what decodes prompts (a promptseg addition); default an
                 :class:`~promptseg.decoders.AutoDecoder` of ``sam_model``.
+            text: the concept encoder and text prompt encoder for text prompts (a promptseg
+                addition), from ``promptseg.text.load_text_model``; None: no text prompts.
         """
         if prompt_batch_size < 1:
             raise ValueError(f"prompt_batch_size must be >= 1, got {prompt_batch_size}")
@@ -52,6 +65,11 @@ class SamPredictor:
         self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
         self.prompt_batch_size = prompt_batch_size
         self.decoder: Decoder = decoder if decoder is not None else AutoDecoder(sam_model)
+        if text is not None:
+            if not callable(getattr(text, "tokens", None)) or not callable(getattr(text, "check_model", None)):
+                raise TypeError(f"text must be a promptseg.text.TextPrompting, got {type(text).__name__}")
+            text.check_model(sam_model)
+        self.text = text
         self.reset_image()
 
     # ----------------------------------------------------------------- images
@@ -141,6 +159,7 @@ class SamPredictor:
         mask_input: Optional[np.ndarray] = None,
         multimask_output: bool = True,
         return_logits: bool = False,
+        text: Optional[str] = None,
     ) -> Prediction:
         """Masks for one prompt on the current image.
 
@@ -151,13 +170,16 @@ class SamPredictor:
             mask_input: (1, 256, 256) low-res logits from a previous prediction.
             multimask_output: return 3 ambiguity masks instead of 1.
             return_logits: return float logits instead of boolean masks.
+            text: a phrase naming the object ("red ellipse"), alone or with the other prompts
+                (a promptseg addition; needs a predictor built with ``text=``). The bundled text
+                weights are trained for the single-mask output: pass ``multimask_output=False``.
         Returns:
             masks: (C, H, W) bool (float32 logits with return_logits), C = 3 or 1.
             scores: (C,) float32 predicted IoU.
             low_res_logits: (C, 256, 256) float32.
         """
         self._require_single_image()
-        prompt = check_prompt(point_coords, point_labels, box, mask_input, self._mask_size)
+        prompt = check_prompt(point_coords, point_labels, box, mask_input, self._mask_size, text)
         masks, scores, logits = self._predict_prompts([(0, prompt)], multimask_output, return_logits)[0]
         return masks[0], scores[0], logits[0]
 
@@ -198,7 +220,7 @@ class SamPredictor:
         """Masks for P prompts of any shapes on the current image, decoded in batches.
 
         Each prompt is a dict with the keyword arguments of :meth:`predict`
-        (``point_coords``, ``point_labels``, ``box``, ``mask_input``) or a
+        (``point_coords``, ``point_labels``, ``box``, ``mask_input``, ``text``) or a
         :class:`promptseg.prompts.validate.Prompt`; prompts may have different numbers of
         points, a box, points and a box, and/or a mask input. Results equal
         calling :meth:`predict` once per prompt.
@@ -207,6 +229,11 @@ class SamPredictor:
             masks (P, C, H, W), scores (P, C), low_res_logits (P, C, 256, 256), as in :meth:`predict`.
         """
         self._require_single_image()
+        if isinstance(prompts, (str, Mapping, Prompt)):
+            raise TypeError(
+                f"predict_many expects a sequence of prompts, got one {type(prompts).__name__}; "
+                "pass a list such as [{'text': 'red ellipse'}, {'point_coords': ..., 'point_labels': ...}]"
+            )
         return self.predict_batch([prompts], multimask_output, return_logits)[0]
 
     @torch.no_grad()
@@ -231,7 +258,7 @@ class SamPredictor:
             )
         flat: list[tuple[int, Prompt]] = []
         for image_index, prompts in enumerate(prompts_per_image):
-            if isinstance(prompts, (Mapping, Prompt)):
+            if isinstance(prompts, (str, Mapping, Prompt)):
                 raise TypeError(f"prompts for image {image_index} must be a sequence of prompts, got one prompt")
             flat.extend((image_index, check_prompt_mapping(p, self._mask_size)) for p in prompts)
         return self._predict_prompts(flat, multimask_output, return_logits)
@@ -244,6 +271,7 @@ class SamPredictor:
         masks: list[list[torch.Tensor]] = [[] for _ in self.original_sizes]
         scores: list[list[torch.Tensor]] = [[] for _ in self.original_sizes]
         logits: list[list[torch.Tensor]] = [[] for _ in self.original_sizes]
+        texts = self._text_tokens([prompt.text for _, prompt in flat])
         for start in range(0, len(flat), self.prompt_batch_size):
             chunk = flat[start : start + self.prompt_batch_size]
             chunk_images = [index for index, _ in chunk]
@@ -252,6 +280,7 @@ class SamPredictor:
                 [self.original_sizes[index] for index in chunk_images],
                 self.transform,
                 self.device,
+                [texts.get(prompt.text) for _, prompt in chunk] if texts else None,
             )
             low_res, iou = self.decoder.decode(self.features, batch, chunk_images, multimask_output)
             # ``flat`` lists prompts image by image, so each image's prompts form one run of the chunk.
@@ -281,6 +310,18 @@ class SamPredictor:
             low_res, self.input_sizes[image], self.original_sizes[image], self.model.image_encoder.img_size,
             self.model.mask_threshold, return_logits,
         )
+
+    def _text_tokens(self, texts: Sequence[Optional[str]]) -> dict[str, torch.Tensor]:
+        """Each distinct phrase of ``texts`` (None: no text) -> its (k, C) tokens, encoded in one call."""
+        distinct = list(dict.fromkeys(text for text in texts if text is not None))
+        if not distinct:
+            return {}
+        if self.text is None:
+            from promptseg.text.prompting import NO_TEXT_WEIGHTS
+
+            raise ValueError(f"a text prompt ({distinct[0]!r}) was given, but {NO_TEXT_WEIGHTS}")
+        tokens = self.text.tokens(distinct, self.device, self.model.prompt_encoder.dtype)
+        return dict(zip(distinct, tokens))
 
     # ---------------------------------------------------------------- helpers
     @property

@@ -50,3 +50,17 @@ def load_model(args: argparse.Namespace) -> tuple[Sam, str]:
     model = build_sam(args.model, checkpoint=args.checkpoint, device=device, dtype=dtype)
     weights = "RANDOM weights" if args.checkpoint is None else f"weights {args.checkpoint}"
     return model, f"{args.model or 'model type read from the checkpoint'} with {weights}, on {device}, {args.dtype}"
+
+
+def load_text_model_from_args(args: argparse.Namespace) -> tuple[Sam, object, str]:
+    """The model and ``TextPrompting`` for ``--text``: the bundled text model, or the text checkpoint
+    --checkpoint; the concept encoder is the bundled one, or open_clip with --clip-model/--clip-checkpoint."""
+    from promptseg.text import load_concept_encoder, load_text_model
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    concept = None
+    if getattr(args, "clip_model", None) is not None or getattr(args, "clip_checkpoint", None) is not None:
+        concept = load_concept_encoder("open_clip", model=args.clip_model, checkpoint=args.clip_checkpoint)
+    model, text = load_text_model(args.checkpoint, concept, args.model, device=device, dtype=DTYPES[args.dtype])
+    source = "bundled vit_tiny text model" if args.checkpoint is None else f"text checkpoint {args.checkpoint}"
+    return model, text, f"{source} with the {getattr(text.concept_encoder, 'name', 'given')} concept encoder, on {device}, {args.dtype}"

@@ -38,8 +38,10 @@ def _box(text: str) -> list[float]:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
-        help="segment an image (or a generated synthetic scene) from point and box prompts",
-        description="Without --point/--box: a synthetic scene gets one click per object; an image one click at its centre.",
+        help="segment an image (or a generated synthetic scene) from point, box and text prompts",
+        description="Without --point/--box/--text: a synthetic scene gets one click per object; an image one click at "
+        "its centre. --text needs text weights: the bundled ones (no --model/--checkpoint), or a --checkpoint written "
+        "by `promptseg train --text`.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("image", type=Path, nargs="?", help="image file (any format Pillow reads)")
@@ -50,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a click in pixels; LABEL 1 foreground (default) or 0 background; repeatable",
     )
     parser.add_argument("--box", type=_box, metavar="X0,Y0,X1,Y1", help="a box prompt in pixels")
+    parser.add_argument("--text", metavar="PHRASE", help='a text prompt, e.g. "red ellipse" (alone or with --point/--box)')
+    parser.add_argument("--clip-model", help="with --text: an open_clip architecture (e.g. ViT-B-16) as the concept encoder")
+    parser.add_argument("--clip-checkpoint", type=Path, help="with --clip-model: its local weights file (no download)")
     parser.add_argument("--multimask", action="store_true", help="return 3 ambiguity masks instead of 1")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.set_defaults(run=run)
@@ -71,16 +76,22 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"image not found: {args.image}")
     else:
         image = np.array(Image.open(args.image).convert("RGB"))
-    model, description = load_model(args)
+    if args.text is not None:
+        from promptseg.cli.common import load_text_model_from_args
+
+        model, text, description = load_text_model_from_args(args)
+    else:
+        model, description = load_model(args)
+        text = None
     print(f"model: {description}")
-    predictor = SamPredictor(model)
+    predictor = SamPredictor(model, text=text)
     predictor.set_image(image)
 
     points = np.array([p[:2] for p in args.point], dtype=np.float64) if args.point else None
     labels = np.array([p[2] for p in args.point], dtype=np.int64) if args.point else None
     box = np.array(args.box) if args.box is not None else None
     info = {"image": str(args.image) if scene is None else f"synthetic scene {args.synthetic_scene}", "model": description}
-    if scene is not None and points is None and box is None:
+    if scene is not None and points is None and box is None and args.text is None:
         # One click per object, at the point farthest from its boundary; the best-ranked mask of each.
         points = scene.first_clicks()
         labels = np.ones(len(points), dtype=np.int64)
@@ -93,12 +104,13 @@ def run(args: argparse.Namespace) -> int:
         result = write_prediction(args.out, image, masks, scores, points, labels, info=info, ground_truth_iou=ground_truth)
         print(f"scene has {len(masks)} objects; mean IoU of the best-ranked masks with the ground truth: {np.mean(ground_truth):.3f}")
     else:
-        if points is None and box is None:
+        if points is None and box is None and args.text is None:
             height, width = image.shape[:2]
             points, labels = np.array([[width / 2, height / 2]]), np.array([1])
             print(f"no --point or --box given: using one foreground click at the image centre {points[0].tolist()}")
-        masks, scores, _ = predictor.predict(points, labels, box, multimask_output=args.multimask)
+        masks, scores, _ = predictor.predict(points, labels, box, multimask_output=args.multimask, text=args.text)
         info["prompt"] = {
+            "text": args.text,
             "points": points.tolist() if points is not None else None,
             "labels": labels.tolist() if labels is not None else None,
             "box": args.box,

@@ -13,21 +13,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train or fine-tune SAM with simulated interactive prompts",
         description="Writes model.pth / model.safetensors (loadable by build_sam and by segment_anything), "
-        "train_state.pt (for --resume) and log.jsonl into --out.",
+        "train_state.pt (for --resume) and log.jsonl into --out. With --text: trains text prompts on captioned "
+        "synthetic scenes and writes text_model.safetensors and text_log.jsonl.",
     )
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--data", type=Path, metavar="DIR", help="COCO-format folder: DIR/images/ and DIR/instances.json")
     data.add_argument("--synthetic", type=int, metavar="N", help="train on N generated synthetic scenes")
+    data.add_argument(
+        "--text", action="store_true",
+        help="train text prompts (a text prompt encoder and, lightly, the mask decoder) on captioned synthetic "
+        "scenes, the first prompt being the concept encoder's embedding of the object's crop; starts from the "
+        "bundled model unless --checkpoint is given",
+    )
     parser.add_argument("--annotations", type=Path, help="instances JSON (default DIR/instances.json)")
-    parser.add_argument("--model", required=True, choices=model_types(), help="architecture")
+    parser.add_argument("--model", choices=model_types(), help="architecture (required unless --text)")
     parser.add_argument("--checkpoint", type=Path, help="initial weights (an official checkpoint or ours); default: from scratch")
     parser.add_argument("--freeze-image-encoder", action="store_true", help="train only the prompt encoder and decoder")
-    parser.add_argument("--epochs", type=int, required=True)
-    parser.add_argument("--batch-size", type=int, required=True, help="images per step")
-    parser.add_argument("--lr", type=float, required=True, help="peak AdamW learning rate")
+    parser.add_argument("--epochs", type=int, help="passes over the data (required unless --text)")
+    parser.add_argument("--batch-size", type=int, help="images per step (required unless --text)")
+    parser.add_argument("--lr", type=float, help="peak AdamW learning rate (required unless --text; with --text default 1e-3)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
-    parser.add_argument("--rounds", type=int, default=8, help="corrective-click rounds (default 8)")
+    parser.add_argument("--rounds", type=int, default=None, help="corrective-click rounds (default 8; with --text 1)")
     parser.add_argument("--silent-rounds", type=int, default=2, choices=(0, 1, 2), help="rounds without a new click")
     parser.add_argument("--objects-per-image", type=int, default=4)
     parser.add_argument("--box-probability", type=float, default=0.5, help="chance the first prompt is a box")
@@ -40,11 +47,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--val-images", type=int, default=50, help="images held out for validation (with --data)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    from promptseg.cli.train_text import add_text_arguments
+
+    add_text_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
+
+    if args.text:
+        from promptseg.cli.train_text import run_text
+
+        return run_text(args)
+    missing = [flag for flag, value in (("--model", args.model), ("--epochs", args.epochs), ("--batch-size", args.batch_size), ("--lr", args.lr)) if value is None]
+    if missing:
+        raise SystemExit(f"promptseg train: error: the following arguments are required without --text: {', '.join(missing)}")
 
     from promptseg.train import TrainConfig, Trainer
     from promptseg.train.datasets import training_split
@@ -59,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         init_checkpoint=args.checkpoint,
         weight_decay=args.weight_decay,
         warmup_steps=args.warmup_steps,
-        rounds=args.rounds,
+        rounds=8 if args.rounds is None else args.rounds,
         silent_rounds=args.silent_rounds,
         box_probability=args.box_probability,
         objects_per_image=args.objects_per_image,

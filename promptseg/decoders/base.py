@@ -112,7 +112,7 @@ class ModuleDecoder(Decoder):
         return self.model.mask_decoder(
             image_embeddings=features,
             image_pe=encoder.get_dense_pe(),
-            sparse_prompt_embeddings=encoder.embed_tokens(batch.coords, batch.labels),
+            sparse_prompt_embeddings=batch.sparse_embeddings(encoder.embed_tokens(batch.coords, batch.labels)),
             dense_prompt_embeddings=encoder.dense_embeddings(prompts, batch.mask_inputs, batch.has_mask),
             multimask_output=multimask_output,
             image_index=device_longs(image_index, features.device),

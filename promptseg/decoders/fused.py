@@ -204,7 +204,7 @@ def decode_prompt_batch(model: Sam, table: ImageTable, prompt_rows: Sequence[int
         model,
         table,
         device_longs(index, device),
-        encoder.embed_tokens(batch.coords, batch.labels),
+        batch.sparse_embeddings(encoder.embed_tokens(batch.coords, batch.labels)),
         batch.token_mask,
         mask_images,
         mask_embeddings,

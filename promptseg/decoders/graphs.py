@@ -1,6 +1,7 @@
 """The graph-replay decoder: single prompts on one image, replayed from captured CUDA graphs.
 
-A bucket is one prompt shape (number of tokens, mask input or not, multimask or not); its first
+A bucket is one prompt shape (number of tokens, mask input or not, multimask or not; text prompts
+are not captured and run on the fused path); its first
 call captures a graph of the prompt encoder and :func:`promptseg.decoders.fused.decode_masks`
 reading static buffers, later calls copy the prompt in and replay it, with no host
 synchronisation. The image table lives in static buffers that a new image is copied into, so
@@ -59,7 +60,7 @@ class GraphDecoder(Decoder):
     def decode(
         self, features: torch.Tensor, batch: PromptBatch, image_index: Sequence[int], multimask_output: bool
     ) -> DecodeResult:
-        if len(batch.labels) != 1 or features.shape[0] != 1 or batch.token_mask is not None:
+        if len(batch.labels) != 1 or features.shape[0] != 1 or batch.token_mask is not None or batch.extra_tokens is not None:
             return self.fused.decode(features, batch, image_index, multimask_output)
         self._sync_model()
         self._load(self.fused.table(features))

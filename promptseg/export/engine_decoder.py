@@ -43,6 +43,11 @@ class EngineDecoder(Decoder):
     def decode(
         self, features: torch.Tensor, batch: PromptBatch, image_index: Sequence[int], multimask_output: bool
     ) -> DecodeResult:
+        if batch.extra_tokens is not None:
+            raise ValueError(
+                "exported engines take point, box and mask prompts only; decode text prompts with a "
+                "SamPredictor on the PyTorch model (its default decoder)"
+            )
         coords, labels, token_mask = _at_least_one_token(batch)
         prompts, tokens = labels.shape
         if tokens > self.limits.max_points:

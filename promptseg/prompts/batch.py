@@ -3,7 +3,8 @@
 Each prompt becomes its tokens by the one token rule (:mod:`promptseg.prompts.tokens`).
 Sequences are padded to a common length with extra tokens that ``token_mask`` marks False;
 the decoder never attends to them, so each prompt's result equals what it
-would get alone.
+would get alone. Text prompts add embedded tokens (``extra_tokens``, from a text prompt
+encoder) after the point-like tokens; prompts without text get masked zeros in those places.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class PromptBatch:
         has_mask: (P,) bool, which prompts carry a mask input; None if none does.
         masked_prompts: the indices of the prompts with a mask input, on the host (None when
             none does, or when whoever built the batch did not record them).
+        extra_tokens: (P, K, C) embedded sparse tokens that follow the T point-like tokens (a text
+            prompt's tokens), in the model dtype, or None when no prompt has any. When given,
+            ``token_mask`` (if not None) is (P, T + K).
     """
 
     coords: torch.Tensor
@@ -39,6 +43,14 @@ class PromptBatch:
     mask_inputs: Optional[torch.Tensor]
     has_mask: Optional[torch.Tensor]
     masked_prompts: Optional[list[int]] = None
+    extra_tokens: Optional[torch.Tensor] = None
+
+    def sparse_embeddings(self, point_embeddings: torch.Tensor) -> torch.Tensor:
+        """(P, T, C) embedded point-like tokens -> the (P, T + K, C) sparse embeddings the decoder
+        takes: those followed by ``extra_tokens`` (unchanged when there are none)."""
+        if self.extra_tokens is None:
+            return point_embeddings
+        return torch.cat([point_embeddings, self.extra_tokens.to(point_embeddings.dtype)], dim=1)
 
 
 def pack_prompts(
@@ -46,8 +58,14 @@ def pack_prompts(
     original_sizes: Sequence[tuple[int, int]],
     transform: ResizeLongestSide,
     device: torch.device,
+    extra_tokens: Optional[Sequence[Optional[torch.Tensor]]] = None,
 ) -> PromptBatch:
-    """Pack ``prompts`` (prompt i belongs to an image of ``original_sizes[i]``) into a :class:`PromptBatch`."""
+    """Pack ``prompts`` (prompt i belongs to an image of ``original_sizes[i]``) into a :class:`PromptBatch`.
+
+    Args:
+        extra_tokens: per prompt, its (K, C) embedded text tokens on ``device``, or None for a
+            prompt without text; all given ones have the same shape.
+    """
     tokens = [prompt_tokens(p, transform, size) for p, size in zip(prompts, original_sizes)]
     lengths = [len(labels) for _, labels in tokens]
     longest = max(lengths, default=0)
@@ -59,6 +77,10 @@ def pack_prompts(
         coords[index, :count] = prompt_coords
         labels[index, :count] = prompt_labels
         token_mask[index, :count] = True
+    extra = None
+    if extra_tokens is not None and any(tokens is not None for tokens in extra_tokens):
+        extra, extra_mask = _stack_extra(extra_tokens)
+        token_mask = np.concatenate([token_mask, extra_mask], axis=1)
     mask_inputs = has_mask = None
     masked_prompts = [index for index, prompt in enumerate(prompts) if prompt.mask_input is not None]
     if masked_prompts:
@@ -75,7 +97,20 @@ def pack_prompts(
         mask_inputs=mask_inputs,
         has_mask=has_mask,
         masked_prompts=masked_prompts or None,
+        extra_tokens=extra,
     )
+
+
+def _stack_extra(extra_tokens: Sequence[Optional[torch.Tensor]]) -> tuple[torch.Tensor, np.ndarray]:
+    """(P, K, C) tokens (zeros for prompts without) and their (P, K) bool mask on the host."""
+    given = [tokens for tokens in extra_tokens if tokens is not None]
+    shape = given[0].shape
+    if any(tokens.shape != shape for tokens in given):
+        raise ValueError(f"extra tokens of one batch must share a shape, got {sorted({tuple(t.shape) for t in given})}")
+    zeros = given[0].new_zeros(shape)
+    stacked = torch.stack([zeros if tokens is None else tokens for tokens in extra_tokens])
+    mask = np.array([[tokens is not None] * shape[0] for tokens in extra_tokens], dtype=bool)
+    return stacked, mask
 
 
 def tensor_prompt_batch(

@@ -12,7 +12,7 @@ import torch
 from promptseg.prompts.tokens import TOKEN_LABELS
 
 IMAGE_FORMATS = ("RGB", "BGR")
-PROMPT_KEYS = ("point_coords", "point_labels", "box", "mask_input")
+PROMPT_KEYS = ("point_coords", "point_labels", "box", "mask_input", "text")
 
 
 @dataclass(frozen=True)
@@ -24,12 +24,14 @@ class Prompt:
         point_labels: (N,) int64 in {0, 1}, or None (exactly when point_coords is None).
         box: (4,) float64 XYXY with x0 <= x1 and y0 <= y1, or None.
         mask_input: (1, S, S) float32 low-resolution logits, or None.
+        text: a non-empty phrase naming the object ("red ellipse"), or None.
     """
 
     point_coords: Optional[np.ndarray] = None
     point_labels: Optional[np.ndarray] = None
     box: Optional[np.ndarray] = None
     mask_input: Optional[np.ndarray] = None
+    text: Optional[str] = None
 
     @property
     def num_points(self) -> int:
@@ -57,6 +59,7 @@ def check_prompt(
     box: Any = None,
     mask_input: Any = None,
     mask_size: int = 256,
+    text: Any = None,
 ) -> Prompt:
     """Validate the prompt arguments of ``SamPredictor.predict`` and return them as a :class:`Prompt`."""
     coords = labels = None
@@ -97,7 +100,21 @@ def check_prompt(
             )
         _check_finite("mask_input", checked_mask)
         checked_mask = checked_mask.astype(np.float32)
-    return Prompt(coords, labels, checked_box, checked_mask)
+    return Prompt(coords, labels, checked_box, checked_mask, None if text is None else check_text(text))
+
+
+def check_text(text: Any) -> str:
+    """Validate one text prompt: a string with at least one non-space character (returned as given)."""
+    if isinstance(text, (list, tuple)) or (isinstance(text, np.ndarray) and text.ndim > 0):
+        raise TypeError(
+            f"text must be one string per prompt, got a {type(text).__name__} of {len(text)}; for several "
+            "phrases pass one prompt each, e.g. predict_many([{'text': 'red ellipse'}, {'text': 'blue star'}])"
+        )
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string such as 'red ellipse', got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError(f"text must name something, got an empty or blank string {text!r}")
+    return text
 
 
 def check_prompt_mapping(prompt: Any, mask_size: int) -> Prompt:
@@ -109,6 +126,11 @@ def check_prompt_mapping(prompt: Any, mask_size: int) -> Prompt:
         if unknown:
             raise ValueError(f"unknown prompt keys {unknown}; expected some of {list(PROMPT_KEYS)}")
         fields = dict(prompt)
+    elif isinstance(prompt, str):
+        raise TypeError(
+            f"each prompt must be a dict with keys from {list(PROMPT_KEYS)}, got the string {prompt!r}; "
+            f"write {{'text': {prompt!r}}}"
+        )
     else:
         raise TypeError(f"each prompt must be a dict with keys from {list(PROMPT_KEYS)}, got {type(prompt).__name__}")
     return check_prompt(**fields, mask_size=mask_size)

@@ -1,0 +1,71 @@
+"""``promptseg train --text``: the options and the run of text prompt training (see
+:mod:`promptseg.train.text`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_text_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options that only ``--text`` reads."""
+    group = parser.add_argument_group("text prompts (--text)")
+    group.add_argument("--scenes", type=int, default=300, help="captioned training scenes (default 300)")
+    group.add_argument("--text-val-scenes", type=int, default=30, help="captioned validation scenes (default 30)")
+    group.add_argument("--steps", type=int, default=1200, help="optimizer updates (default 1200)")
+    group.add_argument("--objects-per-step", type=int, default=16, help="objects per update (default 16)")
+    group.add_argument("--decoder-lr", type=float, default=3e-5, help="mask decoder learning rate; 0 freezes it")
+    group.add_argument("--text-probability", type=float, default=0.7, help="chance an object's first prompt is its crop embedding")
+    group.add_argument("--click-probability", type=float, default=0.35, help="chance a text first prompt also has a click")
+    group.add_argument(
+        "--caption-probability", type=float, default=0.0,
+        help="chance the caption's text embedding replaces the crop embedding (0: the paper's recipe)",
+    )
+    group.add_argument("--num-tokens", type=int, default=4, help="sparse tokens per text prompt")
+    group.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time, then save")
+    group.add_argument("--concept-backend", choices=("bundled", "open_clip"), default="bundled", help="concept encoder")
+    group.add_argument("--clip-model", default=None, help="open_clip architecture, e.g. ViT-B-16 (with --concept-backend open_clip)")
+    group.add_argument("--clip-checkpoint", type=Path, default=None, help="local open_clip weights (no download)")
+
+
+def run_text(args: argparse.Namespace) -> int:
+    import torch
+
+    from promptseg.build import build_sam
+    from promptseg.bundled import build_bundled_sam
+    from promptseg.text import load_concept_encoder
+    from promptseg.train.text import TextTrainConfig, TextTrainer
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    config = TextTrainConfig(
+        out_dir=args.out,
+        scenes=args.scenes,
+        val_scenes=args.text_val_scenes,
+        steps=args.steps,
+        objects_per_step=args.objects_per_step,
+        lr=1e-3 if args.lr is None else args.lr,
+        decoder_lr=args.decoder_lr,
+        weight_decay=args.weight_decay,
+        text_probability=args.text_probability,
+        click_probability=args.click_probability,
+        caption_probability=args.caption_probability,
+        rounds=1 if args.rounds is None else args.rounds,
+        silent_rounds=0,
+        box_probability=args.box_probability,
+        num_tokens=args.num_tokens,
+        seed=args.seed,
+        device=device,
+        max_minutes=args.max_minutes,
+        base="bundled" if args.checkpoint is None else str(args.checkpoint),
+        model_type=args.model,
+    )
+    if args.checkpoint is None:
+        model = build_bundled_sam(device=device)
+    else:
+        model = build_sam(args.model, checkpoint=args.checkpoint, device=device)
+    concept_encoder = load_concept_encoder(args.concept_backend, model=args.clip_model, checkpoint=args.clip_checkpoint)
+    print(f"training text prompts on {config.scenes} captioned scenes ({config.val_scenes} for validation); writing to {args.out}")
+    trainer = TextTrainer(config, model, concept_encoder)
+    metrics = trainer.fit()
+    print(f"done: {metrics}; weights in {args.out / 'text_model.safetensors'}")
+    return 0
