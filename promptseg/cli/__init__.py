@@ -11,9 +11,9 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
-from promptseg.cli import amg, annotate, evaluate, export, info, predict, train, zeroshot
+from promptseg.cli import amg, annotate, evaluate, export, find, info, predict, train, zeroshot
 
-COMMANDS = (predict, amg, annotate, train, export, info, zeroshot, evaluate)
+COMMANDS = (predict, amg, annotate, train, export, info, zeroshot, evaluate, find)
 
 
 def build_parser() -> argparse.ArgumentParser:

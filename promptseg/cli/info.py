@@ -12,6 +12,8 @@ import torch
 
 from promptseg import __version__
 from promptseg.ops import available_kernels, extension_loaded, kernels_enabled
+from promptseg.text.loading import BUNDLED_CONCEPT_DESCRIPTION, BUNDLED_CONCEPT_WEIGHTS
+from promptseg.text.vocabulary import COLOURS, FILLS, SHAPES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +40,8 @@ def environment_report() -> dict[str, object]:
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "extension_built": extension_loaded(),
         "kernels_enabled": kernels_enabled(),
+        "concept_model": f"{BUNDLED_CONCEPT_DESCRIPTION} (weights/{BUNDLED_CONCEPT_WEIGHTS})",
+        "vocabulary": f"colours {', '.join(COLOURS)}; shapes {', '.join(SHAPES)}; fills {', '.join(FILLS)}",
         "kernels": available_kernels(),
     }
 

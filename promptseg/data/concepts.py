@@ -24,6 +24,13 @@ from promptseg.data.synthetic import _visible_masks as visible_masks  # same roo
 from promptseg.data.textures import photo_crop, smooth_noise
 from promptseg.text.vocabulary import COLOURS, FILLS, SHAPES, parse_query, shape_matches
 
+# Seeds of the captioned splits: training draws scenes (CONCEPT_TRAIN_SEED, i), validation
+# (CONCEPT_VALIDATION_SEED, i); CONCEPT_HELD_OUT_SEED is never used by training or validation of any
+# text model: the acceptance tests score on it.
+CONCEPT_TRAIN_SEED = 3100
+CONCEPT_VALIDATION_SEED = 3200
+CONCEPT_HELD_OUT_SEED = 9998
+
 FILL_WEIGHTS = (0.55, 0.15, 0.15, 0.15)  # plain, striped, checkered, shaded
 PART_SHAPES = ("circle", "square", "triangle", "star", "ellipse")
 HOLDING_SHAPES = ("ellipse", "circle", "rectangle", "square", "blob")  # fat enough to carry a part

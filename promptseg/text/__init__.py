@@ -2,12 +2,21 @@
 object crops and ``find_instances``."""
 
 from promptseg.text.crops import box_crop, object_crop
+from promptseg.text.bundled_model import BundledConceptEncoder
 from promptseg.text.encoder import ConceptEncoder, check_crops, check_text, check_texts
+from promptseg.text.find import find_instances
+from promptseg.text.loading import bundled_concept_checkpoint, load_concept_encoder
+from promptseg.text.open_clip_backend import OpenClipConceptEncoder
 from promptseg.text.vocabulary import COLOURS, FILLS, POSITIONS, SHAPE_FAMILIES, SHAPES, SIZES, parse_query
 
 __all__ = [
+    "BundledConceptEncoder",
     "COLOURS",
     "ConceptEncoder",
+    "OpenClipConceptEncoder",
+    "bundled_concept_checkpoint",
+    "find_instances",
+    "load_concept_encoder",
     "FILLS",
     "POSITIONS",
     "SHAPES",

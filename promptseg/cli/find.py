@@ -1,0 +1,96 @@
+"""``promptseg find``: every instance of a described concept in an image or a folder of images.
+
+One image: ``mask_<i>.png``, ``overlay.png`` and ``result.json`` in --out. A folder: the same in
+``--out/<image file>/`` per image (with a progress bar), plus ``annotations.json`` (a COCO dataset
+of the found instances) and ``results.json`` (COCO results, score = concept similarity).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from promptseg.amg.outputs import CATEGORY, write_json_atomically
+from promptseg.amg.rle import encode_rle
+from promptseg.cli.amg import _list_images  # the same sources as `promptseg amg`
+from promptseg.cli.common import add_model_arguments, load_model
+from promptseg.cli.reports import write_prediction
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "find", help="find every instance of a text concept in an image or folder (masks, overlay, JSON / COCO)"
+    )
+    parser.add_argument("source", type=Path, metavar="IMAGE_OR_DIR", help="an image file or a folder of images")
+    parser.add_argument("--text", required=True, metavar="PHRASE", help='what to find, e.g. "red star"')
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    add_model_arguments(parser)
+    parser.add_argument("--clip-model", help="an open_clip architecture (e.g. ViT-B-16); default: the bundled concept encoder")
+    parser.add_argument("--clip-checkpoint", type=Path, help="the --clip-model's local weights file or folder (never downloaded)")
+    parser.add_argument("--threshold", type=float, help="minimum concept similarity (default: the encoder's own)")
+    parser.add_argument("--points-per-side", type=int, help="proposal grid side (default 16 for the bundled SAM, else 32)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from promptseg.text.find import BUNDLED_PROPOSALS, find_instances, proposal_generator
+    from promptseg.text.loading import load_concept_encoder
+
+    if args.clip_model is not None and args.clip_checkpoint is None:
+        raise ValueError("--clip-model needs --clip-checkpoint (a local weights file or folder; nothing is downloaded)")
+    images = _list_images(args.source)
+    model, description = load_model(args)
+    print(f"model: {description}")
+    bundled = args.model is None and args.checkpoint is None
+    settings = dict(BUNDLED_PROPOSALS) if bundled else {}
+    if args.points_per_side is not None:
+        settings["points_per_side"] = args.points_per_side
+    generator = proposal_generator(model, **settings)
+    if args.clip_checkpoint is not None:
+        encoder = load_concept_encoder("open_clip", args.clip_model or "ViT-B-16", args.clip_checkpoint, model.device)
+    else:
+        encoder = load_concept_encoder("bundled", device=model.device)
+    print(f"concept encoder: {encoder.name}")
+    info = {"query": args.text, "model": description, "concept_encoder": encoder.name}
+    if args.source.is_file():
+        image = _read(images[0])
+        found = find_instances(image, args.text, sam=generator, concept_encoder=encoder, threshold=args.threshold)
+        _write(args.out, image, found, {**info, "image": str(images[0])})
+        print(f"{len(found)} instance(s) of {args.text!r}; wrote {args.out}")
+        return 0
+    coco_images, annotations, results = [], [], []
+    with tqdm(images, desc="find", unit="image") as bar:
+        for path in bar:
+            image = _read(path)
+            found = find_instances(image, args.text, sam=generator, concept_encoder=encoder, threshold=args.threshold)
+            _write(args.out / path.name, image, found, {**info, "image": str(path)})
+            image_id = len(coco_images) + 1
+            height, width = image.shape[:2]
+            coco_images.append({"id": image_id, "file_name": path.name, "height": height, "width": width})
+            rles = encode_rle(torch.from_numpy(np.stack([r["segmentation"] for r in found]))).to_coco() if found else []
+            for record, rle in zip(found, rles):
+                common = {"image_id": image_id, "category_id": CATEGORY["id"], "segmentation": rle,
+                          "area": record["area"], "bbox": record["bbox"]}
+                annotations.append({"id": len(annotations) + 1, **common, "iscrowd": 0})
+                results.append({**common, "score": record["score"]})
+            bar.set_postfix(found=len(found))
+    category = {**CATEGORY, "name": args.text}
+    write_json_atomically(args.out / "annotations.json", {"images": coco_images, "annotations": annotations, "categories": [category]})
+    write_json_atomically(args.out / "results.json", results)
+    print(f"{len(annotations)} instance(s) of {args.text!r} in {len(images)} image(s); wrote {args.out}")
+    return 0
+
+
+def _read(path: Path) -> np.ndarray:
+    return np.array(Image.open(path).convert("RGB"))
+
+
+def _write(out: Path, image: np.ndarray, found: list[dict], info: dict) -> None:
+    """mask_<i>.png, overlay.png and result.json (score: concept similarity) in ``out``."""
+    masks = np.stack([r["segmentation"] for r in found]) if found else np.zeros((0, *image.shape[:2]), bool)
+    write_prediction(out, image, masks, np.array([r["score"] for r in found]), info=info)

@@ -1,0 +1,136 @@
+"""The bundled concept encoder: a small CLIP-style dual encoder trained on captioned synthetic crops.
+
+Text tower: word embeddings + positions -> a 2-layer transformer -> mean over words -> linear.
+Image tower: a 4-stage CNN on 48x48 crops (strided, batch-normalised) -> global average -> linear. Both end in ``dim`` features,
+L2-normalised by :class:`promptseg.text.encoder.ConceptEncoder`. Weights and the configuration
+live in one safetensors file (the configuration in its metadata).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from promptseg.text.encoder import ConceptEncoder
+from promptseg.text.tokenizer import WordTokenizer, default_words
+
+DEFAULT_CONFIG = {"dim": 128, "width": 128, "layers": 2, "heads": 4, "context_length": 16,
+                  "channels": [24, 48, 96, 128], "image_size": 48, "threshold": 0.5}
+
+
+class TextTower(torch.nn.Module):
+    """(N, L) int64 tokens -> (N, dim) features."""
+
+    def __init__(self, vocabulary: int, width: int, layers: int, heads: int, context_length: int, dim: int) -> None:
+        super().__init__()
+        self.embedding = torch.nn.Embedding(vocabulary, width, padding_idx=0)
+        self.position = torch.nn.Parameter(torch.randn(context_length, width) * 0.02)
+        layer = torch.nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
+        self.transformer = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = torch.nn.LayerNorm(width)
+        self.projection = torch.nn.Linear(width, dim)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        padding = tokens == 0
+        x = self.embedding(tokens) + self.position[: tokens.shape[1]]
+        x = self.norm(self.transformer(x, src_key_padding_mask=padding))
+        keep = (~padding).unsqueeze(-1).to(x.dtype)
+        return self.projection((x * keep).sum(1) / keep.sum(1).clamp(min=1))
+
+
+class ImageTower(torch.nn.Module):
+    """(N, 3, S, S) float pixels in [-0.5, 0.5] -> (N, dim) features: strided convolutions, then the
+    mean and the max of the last feature map."""
+
+    def __init__(self, channels: list[int], dim: int) -> None:
+        super().__init__()
+        layers, previous = [], 3
+        for index, width in enumerate(channels):
+            kernel, stride = (4, 2) if index == 0 else (3, 2 if index < len(channels) - 1 else 1)
+            layers += [
+                torch.nn.Conv2d(previous, width, kernel, stride=stride, padding=1, bias=False),
+                torch.nn.BatchNorm2d(width),
+                torch.nn.ReLU(inplace=True),
+            ]
+            previous = width
+        self.stages = torch.nn.Sequential(*layers)
+        self.projection = torch.nn.Linear(2 * previous, dim)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = self.stages(pixels)
+        return self.projection(torch.cat([x.mean((2, 3)), x.amax((2, 3))], dim=1))
+
+
+class BundledConceptEncoder(ConceptEncoder):
+    """The small dual encoder shipped with promptseg (see ``promptseg/weights/CONCEPT_MODEL_CARD.md``).
+
+    It knows the synthetic vocabulary only (:mod:`promptseg.text.vocabulary`): colours, shapes and
+    fills it can see in a crop. Size and position words are accepted but carry nothing (a crop
+    does not show them); other words are ignored.
+    """
+
+    name = "bundled concept encoder (synthetic vocabulary)"
+
+    def __init__(self, config: dict | None = None, words: tuple[str, ...] | None = None) -> None:
+        super().__init__()
+        self.config = {**DEFAULT_CONFIG, **(config or {})}
+        self.words = tuple(words or default_words())
+        self.dim = int(self.config["dim"])
+        self.context_length = int(self.config["context_length"])
+        self.image_size = int(self.config["image_size"])
+        self.default_threshold = float(self.config["threshold"])
+        self.tokenizer = WordTokenizer(self.words, self.context_length)
+        c = self.config
+        self.text = TextTower(len(self.words), c["width"], c["layers"], c["heads"], self.context_length, self.dim)
+        self.image = ImageTower(list(c["channels"]), self.dim)
+        self.logit_scale = torch.nn.Parameter(torch.tensor(float(np.log(10.0))))
+
+    def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, list[bool]]:
+        return self.tokenizer(texts)
+
+    def text_features(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.text(tokens)
+
+    def preprocess(self, crops: list[np.ndarray]) -> torch.Tensor:
+        """(N, 3, S, S) float32 in [-0.5, 0.5], S = ``image_size``: each crop resized bilinearly."""
+        side = self.image_size
+        resized = [
+            np.asarray(Image.fromarray(crop).resize((side, side), Image.BILINEAR)) if crop.shape[:2] != (side, side) else crop
+            for crop in crops
+        ]
+        return torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).float() / 255.0 - 0.5
+
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.image(pixels)
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: Union[str, Path], extra_metadata: dict | None = None) -> None:
+        """Write weights + configuration to one safetensors file (atomically)."""
+        path = Path(path)
+        metadata = {"config": json.dumps(self.config), "words": json.dumps(self.words), **(extra_metadata or {})}
+        tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
+        temporary = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(temporary), metadata=metadata)
+        temporary.replace(path)
+
+    @classmethod
+    def from_file(cls, path: Union[str, Path], device: Union[str, torch.device, None] = None) -> "BundledConceptEncoder":
+        """Load a file written by :meth:`save`."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"concept encoder weights not found: {path}")
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        if "config" not in metadata:
+            raise ValueError(f"{path} is not a promptseg concept encoder file (no 'config' in its metadata)")
+        model = cls(json.loads(metadata["config"]), tuple(json.loads(metadata["words"])))
+        model.load_state_dict(load_file(str(path)), strict=True)
+        return model.to(device or "cpu").eval()

@@ -1,0 +1,130 @@
+"""``find_instances``: every instance of a described concept, zero-shot.
+
+The automatic mask generator proposes masks; a concept encoder scores a crop around each
+proposal's box against the text; proposals scoring at least ``threshold`` are kept, best first,
+after mask NMS and after dropping those lying mostly inside an already-kept one (a stripe of a
+striped object, a fragment of a kept whole).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import numpy as np
+import torch
+
+from promptseg.automatic import MaskRecord, SamAutomaticMaskGenerator
+from promptseg.modeling import Sam
+from promptseg.predictor import SamPredictor
+from promptseg.prompts.validate import check_image
+from promptseg.text.crops import box_crop
+from promptseg.text.encoder import ConceptEncoder, check_text
+
+# Proposal settings for the bundled vit_tiny SAM, whose predicted IoUs run lower than the official models'.
+BUNDLED_PROPOSALS = {"points_per_side": 16, "pred_iou_thresh": 0.6, "stability_score_thresh": 0.85, "box_nms_thresh": 0.8}
+
+
+def proposal_generator(sam: Union[Sam, SamPredictor, SamAutomaticMaskGenerator, None] = None, **settings: Any) -> SamAutomaticMaskGenerator:
+    """A mask generator for proposals: ``sam`` itself when it is one, else one over ``sam``'s model
+    (the bundled SAM when None) with ``settings`` (default :data:`BUNDLED_PROPOSALS` for the bundled model)."""
+    if isinstance(sam, SamAutomaticMaskGenerator):
+        if settings:
+            raise ValueError(f"settings {sorted(settings)} apply to a new generator; the given one has its own")
+        if sam.output_mode != "binary_mask":
+            raise ValueError(f"find_instances needs a generator with output_mode='binary_mask', got {sam.output_mode!r}")
+        return sam
+    if sam is None:
+        from promptseg.bundled import build_bundled_sam
+
+        sam, settings = build_bundled_sam(), {**BUNDLED_PROPOSALS, **settings}
+    elif isinstance(sam, SamPredictor):
+        sam = sam.model
+    elif not isinstance(sam, Sam):
+        raise TypeError(f"sam must be a Sam, SamPredictor, SamAutomaticMaskGenerator or None, got {type(sam).__name__}")
+    return SamAutomaticMaskGenerator(sam, **settings)
+
+
+@torch.no_grad()
+def find_instances(
+    image: np.ndarray,
+    query: str,
+    *,
+    sam: Union[Sam, SamPredictor, SamAutomaticMaskGenerator, None] = None,
+    concept_encoder: Optional[ConceptEncoder] = None,
+    threshold: Optional[float] = None,
+    nms_thresh: float = 0.5,
+    containment_thresh: float = 0.8,
+    crop_expand: float = 1.2,
+    proposals: Optional[list[MaskRecord]] = None,
+) -> list[MaskRecord]:
+    """Masks of every instance of ``query`` in ``image``.
+
+    Args:
+        image: (H, W, 3) uint8 RGB (not modified).
+        query: one phrase, e.g. "red star".
+        sam: what proposes masks: a mask generator (used as it is; binary_mask output), or a model /
+            predictor (a generator with default settings is built), or None for the bundled SAM with
+            :data:`BUNDLED_PROPOSALS`. Building a generator per call costs little; pass one to reuse it.
+        concept_encoder: scores crops against the text (default: the bundled one).
+        threshold: keep proposals whose cosine similarity with the text is at least this
+            (default: the encoder's ``default_threshold``).
+        nms_thresh: mask IoU above which the lower-scored of two kept proposals is dropped.
+        containment_thresh: drop a proposal when this fraction of its area lies in a better kept one.
+        crop_expand: crop side over the proposal box's longer side.
+        proposals: precomputed generator records for ``image`` (skips the generator).
+
+    Returns:
+        The generator's records (``segmentation`` (H, W) bool, ``area``, ``bbox`` XYWH,
+        ``predicted_iou``, ``point_coords``, ``stability_score``, ``crop_box``) of the kept
+        proposals, each with ``score`` (the concept similarity), best score first.
+    """
+    query = check_text(query, "query")
+    image = check_image(image, "RGB")
+    if concept_encoder is None:
+        from promptseg.text.loading import load_concept_encoder
+
+        concept_encoder = load_concept_encoder("bundled")
+    if not isinstance(concept_encoder, ConceptEncoder):
+        raise TypeError(f"concept_encoder must be a ConceptEncoder, got {type(concept_encoder).__name__}")
+    for name, value in (("nms_thresh", nms_thresh), ("containment_thresh", containment_thresh)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
+    if threshold is None:
+        threshold = float(getattr(concept_encoder, "default_threshold", 0.25))
+    if proposals is None:
+        proposals = proposal_generator(sam).generate(image)
+    if not proposals:
+        return []
+    scores = score_proposals(image, query, proposals, concept_encoder, crop_expand)
+    order = [i for i in np.argsort(-scores, kind="stable") if scores[i] >= threshold]
+    kept: list[int] = []
+    for index in order:
+        mask = proposals[index]["segmentation"]
+        area = max(int(mask.sum()), 1)
+        if any(_overlaps(mask, area, proposals[k]["segmentation"], nms_thresh, containment_thresh) for k in kept):
+            continue
+        kept.append(index)
+    return [{**proposals[i], "score": float(scores[i])} for i in kept]
+
+
+def score_proposals(
+    image: np.ndarray, query: str, proposals: list[MaskRecord], concept_encoder: ConceptEncoder, crop_expand: float = 1.2
+) -> np.ndarray:
+    """(N,) float32 cosine similarity of ``query`` with a crop around each proposal's box."""
+    crops = [box_crop(image, _xyxy(record["bbox"]), crop_expand) for record in proposals]
+    text = concept_encoder.encode_text([query])
+    images = torch.cat([concept_encoder.encode_images(crops[i : i + 256]) for i in range(0, len(crops), 256)])
+    return (images @ text.T)[:, 0].cpu().numpy()
+
+
+def _xyxy(bbox: list[float]) -> tuple[float, float, float, float]:
+    x, y, w, h = bbox
+    return x, y, x + max(w, 1), y + max(h, 1)
+
+
+def _overlaps(mask: np.ndarray, area: int, other: np.ndarray, nms_thresh: float, containment_thresh: float) -> bool:
+    inter = int(np.logical_and(mask, other).sum())
+    if inter == 0:
+        return False
+    union = area + int(other.sum()) - inter
+    return inter / union > nms_thresh or inter / area > containment_thresh
