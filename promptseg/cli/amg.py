@@ -9,6 +9,7 @@ already have a record. ``--engine ray`` runs the same generation on a Ray cluste
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -107,15 +108,19 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_on_ray(args: argparse.Namespace) -> int:
     """The same generation as a Ray Data pipeline (promptseg.distributed prints its summary)."""
-    from promptseg.distributed import generate_masks
+    from promptseg.distributed import RayNotInstalledError, generate_masks
 
-    generate_masks(
-        args.images, args.out, model=args.model, checkpoint=args.checkpoint, device=args.device, dtype=args.dtype,
-        points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
-        stability_score_thresh=args.stability_score_thresh, crop_n_layers=args.crop_n_layers,
-        min_mask_region_area=args.min_mask_region_area, mask_pngs=args.format == "png", address=args.address,
-        workers=args.workers, gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
-    )
+    try:
+        generate_masks(
+            args.images, args.out, model=args.model, checkpoint=args.checkpoint, device=args.device,
+            dtype=args.dtype, points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
+            stability_score_thresh=args.stability_score_thresh, crop_n_layers=args.crop_n_layers,
+            min_mask_region_area=args.min_mask_region_area, mask_pngs=args.format == "png", address=args.address,
+            workers=args.workers, gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
+        )
+    except RayNotInstalledError as error:
+        print(f"promptseg amg: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,0 +1,93 @@
+"""The driver's side of a run: writing each image's files as its row arrives, listing the
+failures, and the final summary."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from promptseg.amg.outputs import write_image
+
+FAILURES = "failures.jsonl"
+
+
+@dataclass
+class RunSummary:
+    """What a run did.
+
+    Attributes:
+        images: images in the source (for remote sources: the rows Ray Data read).
+        already_done: images skipped because their record existed.
+        segmented: images segmented and written by this run.
+        masks: masks written by this run.
+        failures: images listed in ``failures.jsonl``.
+        seconds: wall time of the pipeline (from its start to the last write).
+        failures_path: the failures file.
+    """
+
+    images: int
+    already_done: int
+    segmented: int
+    masks: int
+    failures: int
+    seconds: float
+    failures_path: Path
+
+    @property
+    def images_per_second(self) -> float:
+        return self.segmented / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        return (
+            f"amg (ray): {self.images} image(s), {self.already_done} already done, {self.segmented} segmented, "
+            f"{self.masks} mask(s) in {self.seconds:.1f} s ({self.images_per_second:.2f} images/s), "
+            f"{self.failures} failure(s)" + (f" listed in {self.failures_path}" if self.failures else "")
+        )
+
+
+class RunWriter:
+    """Consumes the pipeline's rows: writes outputs atomically and failures as JSON lines.
+
+    ``failures.jsonl`` is started afresh by each run (failed images are retried on a re-run).
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = Path(out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.failures_path = self.out / FAILURES
+        self.failures_path.write_text("")
+        self.names: list[str] = []
+        self.already_done = self.segmented = self.masks = self.failures = 0
+
+    def consume(self, rows: Iterable[dict[str, Any]]) -> None:
+        with self.failures_path.open("a") as failures:
+            for row in rows:
+                self.names.append(str(row["name"]))
+                if row["error"]:
+                    failures.write(json.dumps(
+                        {"file_name": str(row["name"]), "path": str(row["path"]), "stage": str(row["stage"]),
+                         "error": str(row["error"])}
+                    ) + "\n")
+                    failures.flush()
+                    self.failures += 1
+                elif row["skipped"]:
+                    self.already_done += 1
+                else:
+                    write_image(self.out, pickle.loads(row["outputs"]))
+                    self.segmented += 1
+                    self.masks += int(row["masks"])
+
+    def summary(self, images: int, already_done: int, started: float) -> RunSummary:
+        return RunSummary(
+            images=images,
+            already_done=already_done + self.already_done,
+            segmented=self.segmented,
+            masks=self.masks,
+            failures=self.failures,
+            seconds=time.perf_counter() - started,
+            failures_path=self.failures_path,
+        )
