@@ -6,8 +6,9 @@ of images (:mod:`promptseg.zeroshot`), with progress bars, batched encoding and 
 - ``proposals DIR --out proposals.json``: COCO results (category 1) of the best ``--k`` proposals per image.
 - ``instances DIR --detections dets.json --out segm.json``: COCO segmentation results for the detections.
 
-Proposals and instances keep one record per image in ``<out>.records/`` (written last, atomically; its
-presence marks the image done, and a re-run skips it), then gather them into ``--out``. Image ids come
+Proposals and instances keep one record per image in ``<out>.work/records/`` (the layout and helpers of
+:mod:`promptseg.amg.outputs`; written last, atomically; its presence marks the image done, and a re-run
+skips it), then gather them into ``--out``. Image ids come
 from ``--annotations`` (a COCO file listing the images) or, COCO's convention, from the integer file stem.
 """
 
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -24,7 +24,14 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from promptseg.amg.outputs import IMAGE_SUFFIXES, write_bytes_atomically, write_json_atomically
+from promptseg.amg.outputs import (
+    IMAGE_SUFFIXES,
+    is_done,
+    record_path,
+    warn_on_other_settings,
+    write_bytes_atomically,
+    write_json_atomically,
+)
 from promptseg.cli.common import add_model_arguments, load_model
 
 PROPOSAL_CATEGORY = 1
@@ -103,7 +110,11 @@ def image_ids(images: Sequence[Path], annotations: Optional[Path]) -> dict[str, 
     if annotations is not None:
         if not annotations.is_file():
             raise FileNotFoundError(f"annotations file not found: {annotations}")
-        listed = {Path(image["file_name"]).name: int(image["id"]) for image in json.loads(annotations.read_text())["images"]}
+        # COCO lists file_name; LVIS lists only coco_url, whose last part is the COCO file name.
+        listed = {
+            Path(image.get("file_name") or image["coco_url"]).name: int(image["id"])
+            for image in json.loads(annotations.read_text())["images"]
+        }
         missing = [path.name for path in images if path.name not in listed]
         if missing:
             raise ValueError(f"{len(missing)} image(s) are not listed in {annotations}, e.g. {missing[0]}")
@@ -128,8 +139,9 @@ def _settings(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     return {**settings, **{name: getattr(args, name) for name in names}}
 
 
-def _records_dir(out: Path) -> Path:
-    return out.with_name(out.name + ".records")
+def _work_dir(out: Path) -> Path:
+    """``<out>.work``: holds ``records/<image file>.json``, one per done image."""
+    return out.with_name(out.name + ".work")
 
 
 def _run_records(
@@ -142,10 +154,10 @@ def _run_records(
     task: str,
 ) -> int:
     """Process the images without a record in batches, write a record per image, then gather ``--out``."""
-    records = _records_dir(args.out)
-    todo = [path for path in images if not (records / f"{path.name}.json").is_file()]
-    print(f"{len(images)} image(s): {len(images) - len(todo)} already done in {records}, {len(todo)} to do")
-    _warn_on_other_settings(records, settings)
+    work = _work_dir(args.out)
+    todo = [path for path in images if not is_done(work, path.name)]
+    print(f"{len(images)} image(s): {len(images) - len(todo)} already done in {work}, {len(todo)} to do")
+    warn_on_other_settings(work, settings)
     if todo:
         model, description = load_model(args)
         print(f"model: {description}")
@@ -155,26 +167,14 @@ def _run_records(
                 chunk = todo[start : start + args.batch_size]
                 for path, results in zip(chunk, process(worker, chunk)):
                     record = {"file_name": path.name, "image_id": ids[path.name], "settings": settings, "results": results}
-                    write_json_atomically(records / f"{path.name}.json", record)
+                    write_json_atomically(record_path(work, path.name), record)
                 bar.update(len(chunk))
     gathered = []
     for path in images:
-        gathered.extend(json.loads((records / f"{path.name}.json").read_text())["results"])
+        gathered.extend(json.loads(record_path(work, path.name).read_text())["results"])
     write_json_atomically(args.out, gathered)
     print(f"wrote {len(gathered)} result(s) for {len(images)} image(s) to {args.out}")
     return 0
-
-
-def _warn_on_other_settings(records: Path, settings: dict[str, Any]) -> None:
-    if not records.is_dir():
-        return
-    differing = sorted(p.name for p in records.glob("*.json") if json.loads(p.read_text()).get("settings") != settings)
-    if differing:
-        print(
-            f"warning: {len(differing)} done image(s) used other settings and are kept as they are "
-            f"(e.g. {differing[0]}); use another --out to redo them",
-            file=sys.stderr,
-        )
 
 
 # ------------------------------------------------------------------- tasks

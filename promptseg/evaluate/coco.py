@@ -34,11 +34,13 @@ def _load(source: Source, what: str) -> Any:
 
 
 def load_ground_truth(source: Source) -> Any:
-    """A pycocotools ``COCO`` of a COCO instances dataset (a path or the loaded dict; not modified)."""
+    """A pycocotools ``COCO`` of a COCO (or LVIS) instances dataset (a path or the loaded dict; not modified)."""
     COCO, _ = pycocotools_classes()
     dataset = _load(source, "ground-truth")
     if not isinstance(dataset, dict) or not {"images", "annotations", "categories"} <= dataset.keys():
         raise ValueError("ground truth must be a COCO instances dataset with 'images', 'annotations' and 'categories'")
+    for annotation in dataset["annotations"]:
+        annotation.setdefault("iscrowd", 0)  # LVIS leaves it out; COCOeval reads it
     coco = COCO()
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):
