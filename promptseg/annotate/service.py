@@ -81,9 +81,11 @@ class AnnotationService:
     # ---------------------------------------------------------------- clicks
     def predict(self, image_id: str | int, body: Any) -> dict[str, Any]:
         """Masks for the clicks/box of a predict request (see docs/annotate.md)."""
+        started = time.perf_counter()
         image_id, image = self.image(image_id)
         prompt = parse_click(body, image.width, image.height)
         mask_input = self.tokens.get(image_id, prompt.mask_input) if prompt.mask_input is not None else None
+        embedded_now = not self.cache.cached(image_id)
         embedded = self.cache.get(image_id)
         with self._decode_lock:
             start = time.perf_counter()
@@ -106,6 +108,8 @@ class AnnotationService:
             "mask_input": tokens[int(np.argmax(scores))],
             "mask_inputs": tokens,
             "decode_ms": decode_ms,
+            "encode_ms": embedded.encode_ms if embedded_now else None,
+            "server_ms": 1e3 * (time.perf_counter() - started),
         }
 
     # ----------------------------------------------------------- pre-filling
