@@ -125,12 +125,25 @@ class ConceptObjects:
     has_part: torch.Tensor
 
 
+@dataclass
+class SceneCache:
+    """What :func:`prepare_objects` computes before the concept encoder runs (reusable across concept
+    encoders): the :class:`ConceptObjects` fields but the concept embeddings, plus the N objects'
+    crops ((S, S, 3) uint8) and captions."""
+
+    embeddings: torch.Tensor
+    targets: torch.Tensor
+    image_index: torch.Tensor
+    click_regions: torch.Tensor
+    has_part: torch.Tensor
+    crops: list
+    captions: list
+
+
 @torch.no_grad()
-def prepare_objects(
-    model: Sam, concept_encoder: Any, seeds: list, crop_expand: float = 1.2, progress: bool = True, batch_size: int = 8
-) -> ConceptObjects:
-    """Draw the scenes of ``seeds`` and cache what training reads (see :class:`ConceptObjects`);
-    the image encoder runs ``batch_size`` scenes at a time."""
+def cache_scenes(model: Sam, seeds: list, crop_expand: float = 1.2, progress: bool = True, batch_size: int = 8) -> SceneCache:
+    """Draw the scenes of ``seeds``, run the frozen image encoder ``batch_size`` scenes at a time,
+    and cut each object's crop (:func:`promptseg.text.crops.object_crop`)."""
     from promptseg.data.concepts import generate_concept_scene
     from promptseg.prompts.frames import ResizeLongestSide
     from promptseg.train.batch import resize_masks
@@ -157,14 +170,33 @@ def prepare_objects(
             image_index.append(scene_index)
             crops.append(object_crop(scene.image, scene.masks[index], crop_expand))
             captions.append(scene.caption(index))
-    return ConceptObjects(
+    return SceneCache(
         embeddings=torch.stack(embeddings),
         targets=torch.stack(targets).to(model.device),
         image_index=torch.tensor(image_index, dtype=torch.long, device=model.device),
-        crop_embeddings=_encode_in_chunks(concept_encoder.encode_images, crops).to(model.device),
-        caption_embeddings=_encode_in_chunks(concept_encoder.encode_text, captions).to(model.device),
         click_regions=torch.stack(regions).to(model.device),
         has_part=torch.tensor(has_part, device=model.device),
+        crops=crops,
+        captions=captions,
+    )
+
+
+@torch.no_grad()
+def prepare_objects(
+    model: Sam, concept_encoder: Any, seeds: list, crop_expand: float = 1.2, progress: bool = True,
+    cache: Optional[SceneCache] = None,
+) -> ConceptObjects:
+    """The :class:`ConceptObjects` of the scenes of ``seeds`` (or of a ready ``cache`` of them)."""
+    cache = cache if cache is not None else cache_scenes(model, seeds, crop_expand, progress)
+    device = cache.targets.device
+    return ConceptObjects(
+        embeddings=cache.embeddings,
+        targets=cache.targets,
+        image_index=cache.image_index,
+        crop_embeddings=_encode_in_chunks(concept_encoder.encode_images, cache.crops).to(device),
+        caption_embeddings=_encode_in_chunks(concept_encoder.encode_text, cache.captions).to(device),
+        click_regions=cache.click_regions,
+        has_part=cache.has_part,
     )
 
 
@@ -192,7 +224,7 @@ class TextTrainer:
             model.mask_decoder.requires_grad_(True)
             model.mask_decoder.train()
             groups.append({"params": list(model.mask_decoder.parameters()), "lr": config.decoder_lr})
-        self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay, foreach=True)
         warmup = max(1, config.steps // 20)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
