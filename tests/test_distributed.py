@@ -164,14 +164,16 @@ def test_killed_driver_resumes_without_redoing_and_equals_a_clean_run(ray_cluste
         _assert_same_record(_record(ray_out, name), _record(out, name))
         assert (out / "overlays" / f"{name}.png").read_bytes() == (ray_out / "overlays" / f"{name}.png").read_bytes()
     assert len(COCO(str(out / "annotations.json")).getImgIds()) == len(names)
+    assert not list(out.rglob("*.tmp"))
 
 
 def test_dead_worker_is_restarted_and_a_corrupt_image_is_listed(ray_cluster, ray_out, scenes, tmp_path):
+    """Through the URI route (``local://``: Ray Data lists and reads the folder itself)."""
     names = _subset(scenes, tmp_path / "images", range(5, 8))
     (tmp_path / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
     out, marker = tmp_path / "out", tmp_path / "died"
     # The actor's process exits (os._exit) once it has segmented 1 image; Ray restarts it and retries.
-    summary = generate_masks(tmp_path / "images", out, **OPTIONS, workers=1,
+    summary = generate_masks(f"local://{tmp_path / 'images'}", out, **OPTIONS, workers=1,
                              fault_injection=FaultInjection(after_images=1, marker=str(marker)))
     print(summary.line())
     assert marker.exists(), "the injected worker death did not happen"

@@ -83,7 +83,7 @@ def generate_masks(
             raise ValueError(f"{name} must be a number >= 0, got {value!r}")
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    require_ray()
+    ray = require_ray()
     out = Path(out)
     images = resolve_source(source)
     settings = run_settings(
@@ -102,7 +102,6 @@ def generate_masks(
 
     started_ray = connect(address, min_cpus=math.ceil(workers * cpus_per_worker) + 1)
     try:
-        ray = require_ray()
         gpus = (1.0 if cluster_gpus() > 0 else 0.0) if gpus_per_worker is None else float(gpus_per_worker)
         spec = WorkerSpec(
             model=model, checkpoint=str(Path(checkpoint).resolve()) if checkpoint is not None else None,

@@ -52,12 +52,16 @@ class RunSummary:
 class RunWriter:
     """Consumes the pipeline's rows: writes outputs atomically and failures as JSON lines.
 
-    ``failures.jsonl`` is started afresh by each run (failed images are retried on a re-run).
+    ``failures.jsonl`` is started afresh by each run (failed images are retried on a re-run), and
+    temporary files a killed run left behind are removed.
     """
 
     def __init__(self, out: Path) -> None:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
+        for pattern in ("*.tmp", "records/*.tmp", "overlays/*.tmp", "masks/*/*.tmp"):
+            for stale in self.out.glob(pattern):
+                stale.unlink(missing_ok=True)
         self.failures_path = self.out / FAILURES
         self.failures_path.write_text("")
         self.names: list[str] = []
