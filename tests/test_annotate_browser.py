@@ -185,6 +185,23 @@ def test_click_accept_reload_and_saved_mask(served, browser, tmp_path):
         shutil.copyfile(screenshot, os.environ[SCREENSHOT_ENV])
     print(f"screenshot: {screenshot}")
 
+    # Keyboard: undo/redo of the click, the uncovered-area highlight, the help overlay.
+    if others:
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys("z")
+        wait_for(browser, "return document.querySelectorAll('#candidates .candidate').length === 0")
+        body.send_keys(Keys.SHIFT, "Z")
+        wait_for(browser, "return document.querySelectorAll('#candidates .candidate').length === 3")
+    browser.find_element(By.TAG_NAME, "body").send_keys("u")
+    assert browser.execute_script("return document.getElementById('show-uncovered').checked")
+    uncovered = ~truth
+    assert tinted_fraction(browser, scene, uncovered & ~np.any(scene.masks, axis=0)) >= 0.5
+    browser.find_element(By.TAG_NAME, "body").send_keys("?")
+    assert browser.execute_script("return !document.getElementById('help').hidden")
+    assert "accept the mask" in browser.find_element(By.ID, "help").text
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ESCAPE)
+    assert browser.execute_script("return document.getElementById('help').hidden")
+
     # The saved file is COCO that pycocotools loads, and the mask matches the ground truth.
     coco = COCO(str(out))
     (annotation,) = coco.loadAnns(coco.getAnnIds(imgIds=[1]))
