@@ -172,8 +172,9 @@ def test_dead_worker_is_restarted_and_a_corrupt_image_is_listed(ray_cluster, ray
     names = _subset(scenes, tmp_path / "images", range(5, 8))
     (tmp_path / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
     out, marker = tmp_path / "out", tmp_path / "died"
-    # The actor's process exits (os._exit) once it has segmented 1 image; Ray restarts it and retries.
-    summary = generate_masks(f"local://{tmp_path / 'images'}", out, **OPTIONS, workers=1,
+    # Batches of 2 images (encoded together, good and broken mixed). The actor's process exits
+    # (os._exit) on its second batch; Ray restarts it and retries that batch.
+    summary = generate_masks(f"local://{tmp_path / 'images'}", out, **OPTIONS, workers=1, batch_size=2,
                              fault_injection=FaultInjection(after_images=1, marker=str(marker)))
     print(summary.line())
     assert marker.exists(), "the injected worker death did not happen"
