@@ -107,7 +107,8 @@ def test_ray_engine_writes_the_local_engine_records(local_out, ray_out, scenes):
         _assert_same_record(expected, actual)
         masks += len(actual["masks"])
         # Same masks, so the same overlay, byte for byte.
-        assert (ray_out / "overlays" / f"{name}.png").read_bytes() == (local_out / "overlays" / f"{name}.png").read_bytes()
+        overlay = Path("overlays") / f"{name}.png"
+        assert (ray_out / overlay).read_bytes() == (local_out / overlay).read_bytes()
     print(f"{len(names)} scenes, {masks} masks, identical between the engines")
     assert masks >= len(names)
     assert (ray_out / "failures.jsonl").read_text() == ""
@@ -123,7 +124,8 @@ def test_merged_coco_file_loads_in_pycocotools(local_out, ray_out):
         mask = dataset.annToMask(annotation)
         assert mask.shape == (256, 256) and int(mask.sum()) == annotation["area"]
     local = json.loads((local_out / "annotations.json").read_text())
-    assert [a["segmentation"] for a in local["annotations"]] == [a["segmentation"] for a in dataset.dataset["annotations"]]
+    ours = dataset.dataset["annotations"]
+    assert [a["segmentation"] for a in local["annotations"]] == [a["segmentation"] for a in ours]
 
 
 # ----------------------------------------------------------- resume, faults
