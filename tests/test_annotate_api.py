@@ -463,15 +463,22 @@ def test_cli_prints_the_url_and_warns_off_loopback(tmp_path, scenes, monkeypatch
 
     write_images(tmp_path / "images", scenes)
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append({**kwargs, "app": app}))
     assert main(["annotate", str(tmp_path / "images"), "--out", str(tmp_path / "out.json"), "--port", "9001",
                  "--cache-size", "3"]) == 0
     captured = capsys.readouterr()
     assert "http://127.0.0.1:9001/" in captured.out and "NO authentication" not in captured.err
     assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 9001
-    assert main(["annotate", str(tmp_path / "images"), "--out", str(tmp_path / "out.json"), "--host", "0.0.0.0"]) == 0
+    service = calls[-1]["app"].state.service
+    assert service.cache.capacity == 3 and service.prefill_defaults["pred_iou_thresh"] == 0.5  # bundled model
+    assert main(["annotate", str(tmp_path / "images"), "--out", str(tmp_path / "out.json"), "--host", "0.0.0.0",
+                 "--prefill-points-per-side", "4", "--prefill-iou-thresh", "0.7"]) == 0
+    assert calls[-1]["app"].state.service.prefill_defaults == {
+        "points_per_side": 4, "pred_iou_thresh": 0.7, "stability_score_thresh": 0.8,
+    }
     captured = capsys.readouterr()
     assert "NO authentication" in captured.err and "http://0.0.0.0:8765/" in captured.out
     assert json.loads((tmp_path / "out.json").read_text())["images"]
-    with pytest.raises(SystemExit):
-        main(["annotate", str(tmp_path / "images"), "--out", str(tmp_path / "o.json"), "--cache-size", "0"])
+    for bad in (["--cache-size", "0"], ["--prefill-points-per-side", "0"]):
+        with pytest.raises(SystemExit):
+            main(["annotate", str(tmp_path / "images"), "--out", str(tmp_path / "o.json"), *bad])

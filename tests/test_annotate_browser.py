@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import shutil
 import socket
@@ -61,7 +62,9 @@ def served(tmp_path_factory):
     Image.fromarray(scene.image).save(folder / "a_scene.png")
     Image.fromarray(generate_scene(SCENE_SEED + 1).image).save(folder / "b_scene.png")
     out = tmp_path_factory.mktemp("out") / "annotations.json"
-    service = AnnotationService(folder, out, build_bundled_sam())
+    # A small pre-fill grid and the bundled model's thresholds keep the pre-fill test to seconds.
+    prefill = {"points_per_side": 8, "pred_iou_thresh": 0.3, "stability_score_thresh": 0.6}
+    service = AnnotationService(folder, out, build_bundled_sam(), prefill_defaults=prefill)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -211,3 +214,25 @@ def test_click_accept_reload_and_saved_mask(served, browser, tmp_path):
     iou = float((saved & truth).sum() / (saved | truth).sum())
     print(f"saved COCO mask IoU with the ground truth: {iou:.3f}; browser test took {time.perf_counter() - started:.1f} s")
     assert iou >= 0.5
+
+
+def test_prefill_proposals_accept_and_reject_with_one_key(served, browser):
+    from selenium.webdriver.common.by import By
+
+    url, _, out = served
+    browser.get(url + "#image=2")
+    wait_for(browser, "return document.body.dataset.ready && document.body.dataset.imageId === '2'")
+    browser.find_element(By.ID, "prefill-one").click()
+    wait_for(browser, "return /proposal\\(s\\) in/.test(document.getElementById('prefill-status').textContent)")
+    count = browser.execute_script("return window.annotator.proposals.get(2).length")
+    print(f"pre-fill: {browser.find_element(By.ID, 'prefill-status').text}")
+    assert count >= 2, "the test needs two proposals: one to accept, one to reject"
+    assert browser.execute_script("return document.getElementById('show-uncovered').checked")
+    body = browser.find_element(By.TAG_NAME, "body")
+    body.send_keys("a")
+    wait_for(browser, "return document.body.dataset.annotations === '1'")
+    body.send_keys("r")
+    wait_for(browser, f"return window.annotator.proposals.get(2).length === {count - 2}")
+    assert "object #" in browser.find_element(By.ID, "object-list").text
+    saved = json.loads(out.read_text())
+    assert [a["image_id"] for a in saved["annotations"]].count(2) == 1

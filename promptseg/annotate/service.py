@@ -29,7 +29,26 @@ class AnnotationService:
     :class:`EmbeddingCache`, which works ahead on the next image.
     """
 
-    def __init__(self, image_dir: Path, out: Path, model: Sam, cache_size: int = 8, prefetch: bool = True) -> None:
+    def __init__(
+        self,
+        image_dir: Path,
+        out: Path,
+        model: Sam,
+        cache_size: int = 8,
+        prefetch: bool = True,
+        prefill_defaults: Optional[dict[str, Any]] = None,
+    ) -> None:
+        """
+        Args:
+            image_dir: the folder of images (only files directly inside it are served).
+            out: the COCO annotations file (created, or resumed when it exists).
+            model: the SAM behind clicks and pre-fill.
+            cache_size: embeddings kept in the LRU cache.
+            prefetch: embed the opened image and the next one on a background thread.
+            prefill_defaults: generator settings for pre-fill requests that do not give them
+                (points_per_side, pred_iou_thresh, stability_score_thresh).
+        """
+        self.prefill_defaults = parse_prefill(prefill_defaults or {})
         files = list_images(image_dir)
         self.store = AnnotationStore(out, files)
         self.images: dict[int, ImageFile] = {self.store.image_id(f.file_name): f for f in files}
@@ -118,7 +137,7 @@ class AnnotationService:
         from promptseg.automatic import SamAutomaticMaskGenerator
 
         image_id, image = self.image(image_id)
-        settings = parse_prefill(body)
+        settings = parse_prefill(body, self.prefill_defaults)
         generator = SamAutomaticMaskGenerator(
             self.model, output_mode="coco_rle", decoder=self.cache.decoder, **settings
         )

@@ -11,6 +11,7 @@ import ipaddress
 import sys
 from pathlib import Path
 
+from promptseg.annotate.prompts import BUNDLED_PREFILL, PREFILL_DEFAULTS
 from promptseg.cli.common import add_model_arguments, load_model
 
 NO_AUTH_WARNING = (
@@ -29,6 +30,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     annotate.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     annotate.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     annotate.add_argument("--cache-size", type=int, default=8, help="image embeddings kept in memory (default 8)")
+    annotate.add_argument(
+        "--prefill-points-per-side", type=int, default=16, help="pre-fill prompt grid side (default 16)"
+    )
+    annotate.add_argument(
+        "--prefill-iou-thresh", type=float,
+        help=f"pre-fill: minimum predicted IoU (default {PREFILL_DEFAULTS['pred_iou_thresh']}; "
+        f"{BUNDLED_PREFILL['pred_iou_thresh']} with the bundled model)",
+    )
+    annotate.add_argument(
+        "--prefill-stability-thresh", type=float,
+        help=f"pre-fill: minimum stability score (default {PREFILL_DEFAULTS['stability_score_thresh']}; "
+        f"{BUNDLED_PREFILL['stability_score_thresh']} with the bundled model)",
+    )
     annotate.add_argument(
         "--no-prefetch", action="store_true", help="do not embed the next image ahead of time"
     )
@@ -54,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         print(NO_AUTH_WARNING.format(host=args.host, port=args.port, out=args.out), file=sys.stderr)
     model, description = load_model(args)
     service = AnnotationService(
-        args.images, args.out, model, cache_size=args.cache_size, prefetch=not args.no_prefetch
+        args.images, args.out, model, cache_size=args.cache_size, prefetch=not args.no_prefetch,
+        prefill_defaults=_prefill_defaults(args),
     )
     allowed_hosts = ["127.0.0.1", "localhost", "::1", "[::1]"] if loopback else None
     app = create_app(service, allowed_hosts=allowed_hosts)
@@ -67,6 +82,20 @@ def run(args: argparse.Namespace) -> int:
     finally:
         service.close()
     return 0
+
+
+def _prefill_defaults(args: argparse.Namespace) -> dict:
+    """Pre-fill settings from the arguments; the bundled small model predicts lower IoUs than SAM,
+    so its thresholds default lower."""
+    bundled = args.model is None and args.checkpoint is None
+    base = BUNDLED_PREFILL if bundled else PREFILL_DEFAULTS
+    return {
+        "points_per_side": args.prefill_points_per_side,
+        "pred_iou_thresh": base["pred_iou_thresh"] if args.prefill_iou_thresh is None else args.prefill_iou_thresh,
+        "stability_score_thresh": (
+            base["stability_score_thresh"] if args.prefill_stability_thresh is None else args.prefill_stability_thresh
+        ),
+    }
 
 
 def _is_loopback(host: str) -> bool:

@@ -548,6 +548,10 @@ function setUpControls() {
   $("proposal-accept").addEventListener("click", () => decideProposal(true));
   $("proposal-reject").addEventListener("click", () => decideProposal(false));
   window.addEventListener("resize", layout);
+  window.addEventListener("hashchange", () => {
+    const wanted = Number((location.hash.match(/image=(\d+)/) || [])[1]);
+    if (wanted && wanted !== state.imageId) openImage(wanted);
+  });
 }
 
 async function main() {
