@@ -36,6 +36,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from encoder import results_name  # noqa: E402
 from harness import environment, write_results  # noqa: E402
 
 OVERHEAD_TARGET_MS = 5.0
@@ -183,7 +184,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         "overhead_target_met": all(r["overhead_ms_median"] <= OVERHEAD_TARGET_MS for r in rows.values()),
         "rows": rows,
     }
-    name = args.results_name or ("annotate_cpu" if device == "cpu" else "annotate_" + device.split()[-1].lower())
+    name = args.results_name or ("annotate_cpu" if device == "cpu" else results_name("annotate"))
     print(f"wrote {write_results(name, payload)}")
 
 
