@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--clip-model", help="an open_clip architecture (e.g. ViT-B-16); default: the bundled concept encoder")
     parser.add_argument("--clip-checkpoint", type=Path, help="the --clip-model's local weights file or folder (never downloaded)")
     parser.add_argument("--threshold", type=float, help="minimum concept similarity (default: the encoder's own)")
-    parser.add_argument("--points-per-side", type=int, help="proposal grid side (default 16 for the bundled SAM, else 32)")
+    parser.add_argument("--points-per-side", type=int, help="proposal grid side (default 12 for the bundled SAM, else 32)")
     parser.set_defaults(run=run)
 
 

@@ -248,16 +248,16 @@ def _paint(size: int, rng: np.random.Generator, colour: str, fill_word: str) -> 
     angle = rng.uniform(0, math.pi)
     if fill_word == "plain":
         weight = np.zeros((size, size), np.float32)
-    elif fill_word == "striped":
-        period = rng.uniform(7, 12) * size / 256
+    elif fill_word == "striped":  # periods wide enough to survive a crop shrunk to an encoder's input
+        period = rng.uniform(10, 15) * size / 256
         weight = ((xs * math.cos(angle) + ys * math.sin(angle)) % period < period / 2).astype(np.float32)
     elif fill_word == "checkered":
-        period = max(2, int(rng.uniform(5, 9) * size / 256))
+        period = max(2, int(rng.uniform(8, 12) * size / 256))
         weight = (((xs // period) + (ys // period)) % 2).astype(np.float32)
-    elif fill_word == "shaded":
-        ramp = xs * math.cos(2 * angle) + ys * math.sin(2 * angle)
-        weight = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
-        weight = np.clip(weight * rng.uniform(2.0, 4.0) - rng.uniform(0.5, 1.5), 0, 1).astype(np.float32)
+    elif fill_word == "shaded":  # a smooth light-to-dark wave about an object's size long
+        period = rng.uniform(70, 100) * size / 256
+        phase = rng.uniform(0, 2 * math.pi)
+        weight = (0.5 + 0.5 * np.sin(2 * math.pi * (xs * math.cos(angle) + ys * math.sin(angle)) / period + phase)).astype(np.float32)
     else:
         raise ValueError(f"unknown fill {fill_word!r}; expected one of {FILLS}")
     return first + weight[..., None] * (second - first)

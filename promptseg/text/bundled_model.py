@@ -1,7 +1,7 @@
 """The bundled concept encoder: a small CLIP-style dual encoder trained on captioned synthetic crops.
 
-Text tower: word embeddings + positions -> a 2-layer transformer -> mean over words -> linear.
-Image tower: a 4-stage CNN on 48x48 crops (strided, batch-normalised) -> global average -> linear. Both end in ``dim`` features,
+Text tower: the mean of word embeddings -> an MLP.
+Image tower: a 4-stage CNN on 56x56 crops (strided, batch-normalised) -> global average -> linear. Both end in ``dim`` features,
 L2-normalised by :class:`promptseg.text.encoder.ConceptEncoder`. Weights and the configuration
 live in one safetensors file (the configuration in its metadata).
 """
@@ -20,28 +20,24 @@ from safetensors.torch import load_file, save_file
 from promptseg.text.encoder import ConceptEncoder
 from promptseg.text.tokenizer import WordTokenizer, default_words
 
-DEFAULT_CONFIG = {"dim": 128, "width": 128, "layers": 2, "heads": 4, "context_length": 16,
-                  "channels": [24, 48, 96, 128], "image_size": 48, "threshold": 0.5}
+DEFAULT_CONFIG = {"dim": 128, "width": 128, "context_length": 16, "channels": [24, 48, 96, 128], "image_size": 56,
+                  "threshold": 0.5}
 
 
 class TextTower(torch.nn.Module):
-    """(N, L) int64 tokens -> (N, dim) features."""
+    """(N, L) int64 tokens -> (N, dim) features: the mean of the word embeddings through an MLP
+    (a bag of words: the vocabulary's attributes do not depend on word order)."""
 
-    def __init__(self, vocabulary: int, width: int, layers: int, heads: int, context_length: int, dim: int) -> None:
+    def __init__(self, vocabulary: int, width: int, dim: int) -> None:
         super().__init__()
         self.embedding = torch.nn.Embedding(vocabulary, width, padding_idx=0)
-        self.position = torch.nn.Parameter(torch.randn(context_length, width) * 0.02)
-        layer = torch.nn.TransformerEncoderLayer(width, heads, 2 * width, dropout=0.0, batch_first=True, norm_first=True)
-        self.transformer = torch.nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.norm = torch.nn.LayerNorm(width)
-        self.projection = torch.nn.Linear(width, dim)
+        self.mlp = torch.nn.Sequential(
+            torch.nn.LayerNorm(width), torch.nn.Linear(width, 2 * width), torch.nn.GELU(), torch.nn.Linear(2 * width, dim)
+        )
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        padding = tokens == 0
-        x = self.embedding(tokens) + self.position[: tokens.shape[1]]
-        x = self.norm(self.transformer(x, src_key_padding_mask=padding))
-        keep = (~padding).unsqueeze(-1).to(x.dtype)
-        return self.projection((x * keep).sum(1) / keep.sum(1).clamp(min=1))
+        keep = (tokens != 0).unsqueeze(-1).to(self.embedding.weight.dtype)
+        return self.mlp((self.embedding(tokens) * keep).sum(1) / keep.sum(1).clamp(min=1))
 
 
 class ImageTower(torch.nn.Module):
@@ -87,7 +83,7 @@ class BundledConceptEncoder(ConceptEncoder):
         self.default_threshold = float(self.config["threshold"])
         self.tokenizer = WordTokenizer(self.words, self.context_length)
         c = self.config
-        self.text = TextTower(len(self.words), c["width"], c["layers"], c["heads"], self.context_length, self.dim)
+        self.text = TextTower(len(self.words), c["width"], self.dim)
         self.image = ImageTower(list(c["channels"]), self.dim)
         self.logit_scale = torch.nn.Parameter(torch.tensor(float(np.log(10.0))))
 

@@ -27,7 +27,7 @@ from promptseg.text.bundled_model import BundledConceptEncoder
 from promptseg.text.concept_data import background_crops, match_matrix, sample_caption, scene_crops
 from promptseg.text.evaluate import caption_retrieval
 
-STORED_SIDE, STORED_EXPAND = 54, 1.35  # a random 48-pixel window of a 54-pixel crop spans about 1.2x the box
+STORED_SIDE, STORED_EXPAND = 63, 1.35  # a random 56-pixel window of a 63-pixel crop spans about 1.2x the box
 
 
 def _scene_items(index: int):
