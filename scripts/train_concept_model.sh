@@ -7,6 +7,6 @@
 set -euo pipefail
 out="${1:-runs/concept_tiny_synthetic.safetensors}"
 mkdir -p "$(dirname "$out")"
-python -m promptseg.text.train_concepts --out "$out" --scenes 700 --steps 2000 --batch-size 96 \
+python -m promptseg.text.train_concepts --out "$out" --scenes 650 --steps 2000 --batch-size 96 \
     --lr 2e-3 --validation-scenes 100 --seed 0 --threads 1 --max-minutes 14
 cp "$out" promptseg/weights/concept_tiny_synthetic.safetensors
