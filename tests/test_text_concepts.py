@@ -250,3 +250,12 @@ def test_missing_open_clip_says_how_to_install(monkeypatch):
 
     with pytest.raises(ImportError, match=r'pip install "promptseg\[clip\]"'):
         import_open_clip()
+
+
+def test_info_lists_the_concept_model_and_vocabulary(capsys):
+    from promptseg.cli import main
+
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "concept_tiny_synthetic.safetensors" in out
+    assert all(word in out for word in (*COLOURS, *SHAPES, *FILLS))
