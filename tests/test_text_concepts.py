@@ -225,6 +225,24 @@ def test_open_clip_backend_plumbing(clip_checkpoint):
         encoder.encode_text(["red " * 100])
 
 
+def test_find_instances_runs_on_the_open_clip_backend(clip_checkpoint):
+    """find_instances takes any ConceptEncoder: here open_clip (random weights), over given proposals."""
+    from promptseg import find_instances
+    from promptseg.text import OpenClipConceptEncoder
+
+    _, path = clip_checkpoint
+    encoder = OpenClipConceptEncoder(OPEN_CLIP_ARCH, path)
+    scene = generate_concept_scene(5)
+    proposals = []
+    for mask in scene.masks:
+        ys, xs = np.nonzero(mask)
+        box = [int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)]
+        proposals.append({"segmentation": mask, "area": int(mask.sum()), "bbox": box, "predicted_iou": 1.0})
+    found = find_instances(scene.image, "a red star", concept_encoder=encoder, threshold=-1.0, nms_thresh=1.0,
+                           containment_thresh=1.0, proposals=proposals)
+    assert len(found) == len(proposals) and all(-1.0 <= r["score"] <= 1.0 for r in found)
+
+
 def test_open_clip_backend_errors(tmp_path):
     pytest.importorskip("open_clip")
     with pytest.raises(FileNotFoundError, match="never downloads"):
