@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--freeze-image-encoder", action="store_true", help="train only the prompt encoder and decoder")
     parser.add_argument("--epochs", type=int, help="passes over the data (required unless --text)")
     parser.add_argument("--batch-size", type=int, help="images per step (required unless --text)")
-    parser.add_argument("--lr", type=float, help="peak AdamW learning rate (required unless --text; with --text default 1e-3)")
+    parser.add_argument("--lr", type=float, help="peak AdamW learning rate (required unless --text; with --text default 8e-3)")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     parser.add_argument("--rounds", type=int, default=None, help="corrective-click rounds (default 8; with --text 1)")

@@ -14,9 +14,10 @@ def add_text_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--text-val-scenes", type=int, default=30, help="captioned validation scenes (default 30)")
     group.add_argument("--steps", type=int, default=1200, help="optimizer updates (default 1200)")
     group.add_argument("--objects-per-step", type=int, default=16, help="objects per update (default 16)")
-    group.add_argument("--decoder-lr", type=float, default=3e-5, help="mask decoder learning rate; 0 freezes it")
+    group.add_argument("--decoder-lr", type=float, default=3e-4, help="mask decoder learning rate; 0 freezes it")
     group.add_argument("--text-probability", type=float, default=0.7, help="chance an object's first prompt is its crop embedding")
-    group.add_argument("--click-probability", type=float, default=0.35, help="chance a text first prompt also has a click")
+    group.add_argument("--click-probability", type=float, default=0.4, help="chance a text first prompt also has a click")
+    group.add_argument("--pair-weight", type=float, default=3.0, help="how much more often nested part/whole objects are drawn")
     group.add_argument(
         "--caption-probability", type=float, default=0.0,
         help="chance the caption's text embedding replaces the crop embedding (0: the paper's recipe)",
@@ -43,11 +44,12 @@ def run_text(args: argparse.Namespace) -> int:
         val_scenes=args.text_val_scenes,
         steps=args.steps,
         objects_per_step=args.objects_per_step,
-        lr=1e-3 if args.lr is None else args.lr,
+        lr=8e-3 if args.lr is None else args.lr,
         decoder_lr=args.decoder_lr,
         weight_decay=args.weight_decay,
         text_probability=args.text_probability,
         click_probability=args.click_probability,
+        pair_weight=args.pair_weight,
         caption_probability=args.caption_probability,
         rounds=1 if args.rounds is None else args.rounds,
         silent_rounds=0,

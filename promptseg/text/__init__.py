@@ -7,6 +7,9 @@ from promptseg.text.encoder import ConceptEncoder, check_crops, check_text, chec
 from promptseg.text.find import find_instances
 from promptseg.text.loading import bundled_concept_checkpoint, load_concept_encoder
 from promptseg.text.open_clip_backend import OpenClipConceptEncoder
+from promptseg.text.checkpoint import TEXT_PREFIX, read_text_checkpoint, save_text_checkpoint
+from promptseg.text.prompt_encoder import TextPromptEncoder
+from promptseg.text.prompting import TextPrompting, load_text_model
 from promptseg.text.vocabulary import COLOURS, FILLS, POSITIONS, SHAPE_FAMILIES, SHAPES, SIZES, parse_query
 
 __all__ = [
@@ -22,10 +25,16 @@ __all__ = [
     "SHAPES",
     "SHAPE_FAMILIES",
     "SIZES",
+    "TEXT_PREFIX",
+    "TextPromptEncoder",
+    "TextPrompting",
     "box_crop",
     "check_crops",
     "check_text",
     "check_texts",
+    "load_text_model",
     "object_crop",
     "parse_query",
+    "read_text_checkpoint",
+    "save_text_checkpoint",
 ]

@@ -54,6 +54,8 @@ class TextTrainConfig:
         text_probability: chance that an object's first prompt is its crop embedding.
         click_probability: chance that a text-first object also gets a click in the first prompt.
         part_click_probability: chance that such a click on a whole with a part lands on the part.
+        pair_weight: how much more often objects of a nested part/whole pair are drawn than others
+            (they teach the text to pick the level a click leaves open, and are rare).
         caption_probability: chance that the TEXT embedding of the object's caption replaces its
             crop embedding (a promptseg addition; 0 is the paper's recipe).
         rounds, silent_rounds: corrective rounds after the first prompt (see ``promptseg train``).
@@ -71,12 +73,13 @@ class TextTrainConfig:
     val_scenes: int = 30
     steps: int = 1200
     objects_per_step: int = 16
-    lr: float = 1e-3
-    decoder_lr: float = 3e-5
+    lr: float = 8e-3
+    decoder_lr: float = 3e-4
     weight_decay: float = 0.01
     text_probability: float = 0.7
-    click_probability: float = 0.35
+    click_probability: float = 0.4
     part_click_probability: float = 0.5
+    pair_weight: float = 3.0
     caption_probability: float = 0.0
     rounds: int = 2
     silent_rounds: int = 0
@@ -114,6 +117,7 @@ class ConceptObjects:
         caption_embeddings: (N, D) concept embeddings of each object's caption.
         click_regions: (N, side, side) bool: a whole's part where it has one, else the object.
         has_part: (N,) bool, the object is a whole with a part.
+        in_pair: (N,) bool, the object is a whole with a part or a part of a whole.
     """
 
     embeddings: torch.Tensor
@@ -123,6 +127,7 @@ class ConceptObjects:
     caption_embeddings: torch.Tensor
     click_regions: torch.Tensor
     has_part: torch.Tensor
+    in_pair: torch.Tensor
 
 
 @dataclass
@@ -197,7 +202,20 @@ def prepare_objects(
         caption_embeddings=_encode_in_chunks(concept_encoder.encode_text, cache.captions).to(device),
         click_regions=cache.click_regions,
         has_part=cache.has_part,
+        in_pair=cache.has_part | _parts(cache.targets, cache.image_index),
     )
+
+
+def _parts(targets: torch.Tensor, image_index: torch.Tensor) -> torch.Tensor:
+    """(N,) bool: the object's mask lies inside another object's mask of the same scene."""
+    flags = torch.zeros(len(targets), dtype=torch.bool, device=targets.device)
+    for scene in image_index.unique():
+        members = torch.nonzero(image_index == scene)[:, 0]
+        masks = targets[members].flatten(1).float()
+        overlap = masks @ masks.T
+        inside = (overlap >= masks.sum(1)[:, None]) & ~torch.eye(len(members), dtype=torch.bool, device=targets.device)
+        flags[members] = inside.any(1)
+    return flags
 
 
 def _encode_in_chunks(encode: Any, items: list, chunk: int = 256) -> torch.Tensor:
@@ -259,7 +277,8 @@ class TextTrainer:
     def step(self) -> dict[str, float]:
         """One optimizer update on ``objects_per_step`` random objects."""
         config, data = self.config, self.data
-        objects = torch.randint(0, len(data.targets), (config.objects_per_step,), generator=self.generator).to(self.device)
+        weights = 1.0 + (config.pair_weight - 1.0) * data.in_pair.float().cpu()
+        objects = torch.multinomial(weights, config.objects_per_step, replacement=True, generator=self.generator).to(self.device)
         text = self.text_prompt(data, objects, self.generator, config.text_probability, config.click_probability)
         schedule = round_schedule(config.rounds, config.silent_rounds, self.generator)
         result = run_session(
@@ -271,9 +290,9 @@ class TextTrainer:
         torch.nn.utils.clip_grad_norm_([p for group in self.optimizer.param_groups for p in group["params"]], 1.0)
         self.optimizer.step()
         self.scheduler.step()
-        used = text.used
-        first_text = result.first_iou[used].mean().item() if used.any() else float("nan")
-        return {"loss": result.loss.item(), "first_iou_text": first_text, "last_iou": result.last_iou.mean().item()}
+        alone = text.used & ~text.click
+        first_text = result.first_iou[alone].mean().item() if alone.any() else float("nan")
+        return {"loss": result.loss.item(), "first_iou_text_only": first_text, "last_iou": result.last_iou.mean().item()}
 
     @torch.no_grad()
     def validate(self, data: ConceptObjects) -> dict[str, float]:
