@@ -72,3 +72,9 @@ def test_cli_train_text_smoke(tmp_path):
     predictor.set_image(generate_concept_scene((CONCEPT_HELD_OUT_SEED, 0)).image)
     masks, scores, _ = predictor.predict(text="plain red ellipse", multimask_output=False)
     assert masks.shape == (1, 256, 256) and np.isfinite(scores).all()
+
+
+def test_cli_predict_text_without_text_weights(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["predict", "--synthetic-scene", "5", "--text", "red ellipse", "--model", "vit_b", "--out", str(tmp_path)])
+    assert "needs text weights" in capsys.readouterr().err

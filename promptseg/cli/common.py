@@ -58,9 +58,15 @@ def load_text_model_from_args(args: argparse.Namespace) -> tuple[Sam, object, st
     from promptseg.text import load_concept_encoder, load_text_model
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.checkpoint is None and args.model not in (None, "vit_tiny"):
+        raise ValueError(
+            f"--text with --model {args.model} needs text weights for it: pass --checkpoint with a file written by "
+            "`promptseg train --text` (only the bundled vit_tiny ships with text weights)"
+        )
     concept = None
     if getattr(args, "clip_model", None) is not None or getattr(args, "clip_checkpoint", None) is not None:
         concept = load_concept_encoder("open_clip", model=args.clip_model, checkpoint=args.clip_checkpoint)
     model, text = load_text_model(args.checkpoint, concept, args.model, device=device, dtype=DTYPES[args.dtype])
     source = "bundled vit_tiny text model" if args.checkpoint is None else f"text checkpoint {args.checkpoint}"
-    return model, text, f"{source} with the {getattr(text.concept_encoder, 'name', 'given')} concept encoder, on {device}, {args.dtype}"
+    concept_name = getattr(text.concept_encoder, "name", type(text.concept_encoder).__name__)
+    return model, text, f"{source}, concept encoder: {concept_name}, on {device}, {args.dtype}"
