@@ -238,3 +238,21 @@ def test_text_prompt_encoder_shapes():
     assert tokens.shape == (5, 3, 128) and tokens.dtype == torch.float32
     with pytest.raises(ValueError, match=r"\(N, 24\)"):
         encoder(torch.randn(5, 12))
+
+
+def test_fused_decoder_takes_text_tokens(sam, text, predictor):
+    """The fused decoder (its PyTorch references on the CPU) decodes text tokens as the module decoder does."""
+    from promptseg.decoders import ModuleDecoder
+    from promptseg.decoders.fused import FusedDecoder
+    from promptseg.prompts.batch import pack_prompts
+    from promptseg.prompts.validate import check_prompt
+
+    prompts = [check_prompt(text="red ellipse"), check_prompt(**POINT), check_prompt(**POINT, text="blue star")]
+    tokens = text.tokens(["red ellipse", "blue star"], torch.device("cpu"), torch.float32)
+    batch = pack_prompts(prompts, [(256, 256)] * 3, predictor.transform, torch.device("cpu"), [tokens[0], None, tokens[1]])
+    assert batch.extra_tokens.shape == (3, tokens.shape[1], tokens.shape[2]) and batch.token_mask.shape[1] == 2 + tokens.shape[1]
+    with torch.no_grad():
+        module = ModuleDecoder(sam).decode(predictor.features, batch, [0, 0, 0], False)
+        fused = FusedDecoder(sam).decode(predictor.features, batch, [0, 0, 0], False)
+    for expected, got in zip(module, fused):
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
