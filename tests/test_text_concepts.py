@@ -139,9 +139,10 @@ def test_bundled_encoder_bad_input(bundled):
         bundled.encode_images([np.zeros((8, 8), np.uint8)])
     with pytest.raises(TypeError, match="wrap it in a list"):
         bundled.encode_images(np.zeros((8, 8, 3), np.uint8))
-    with pytest.warns(UserWarning, match="truncated"):
+    with pytest.warns(UserWarning, match="truncated") as caught:
         long = bundled.encode_text([" ".join(["red"] * (bundled.context_length + 5)) + " star"])
     assert long.shape == (1, bundled.dim)
+    assert caught[0].filename == __file__, "the truncation warning should name the caller's line"
 
 
 def test_bundled_encoder_file_round_trip(bundled, tmp_path):

@@ -17,7 +17,6 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from promptseg.amg.outputs import (
-    IMAGE_SUFFIXES,
     is_done,
     render_image,
     run_settings,
@@ -25,7 +24,7 @@ from promptseg.amg.outputs import (
     write_coco,
     write_image,
 )
-from promptseg.cli.common import add_model_arguments, load_model
+from promptseg.cli.common import add_model_arguments, list_images, load_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -76,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_on_ray(args)
     from promptseg.automatic import SamAutomaticMaskGenerator
 
-    images = _list_images(Path(args.images))
+    images = list_images(Path(args.images))
     settings = run_settings(
         args.model, str(args.checkpoint) if args.checkpoint else None, args.dtype, args.points_per_side,
         args.pred_iou_thresh, args.stability_score_thresh, args.crop_n_layers, args.min_mask_region_area,
@@ -122,15 +121,3 @@ def _run_on_ray(args: argparse.Namespace) -> int:
         print(f"promptseg amg: error: {error}", file=sys.stderr)
         return 2
     return 0
-
-
-def _list_images(path: Path) -> list[Path]:
-    """The image itself, or the images directly inside a folder, sorted by name."""
-    if path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise FileNotFoundError(f"image or folder not found: {path}")
-    images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
-    return images

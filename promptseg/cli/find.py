@@ -17,8 +17,7 @@ from tqdm.auto import tqdm
 
 from promptseg.amg.outputs import CATEGORY, write_json_atomically
 from promptseg.amg.rle import encode_rle
-from promptseg.cli.amg import _list_images  # the same sources as `promptseg amg`
-from promptseg.cli.common import add_model_arguments, load_model
+from promptseg.cli.common import add_model_arguments, list_images, load_model
 from promptseg.cli.reports import write_prediction
 
 
@@ -43,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.clip_model is not None and args.clip_checkpoint is None:
         raise ValueError("--clip-model needs --clip-checkpoint (a local weights file or folder; nothing is downloaded)")
-    images = _list_images(args.source)
+    images = list_images(args.source)
     model, description = load_model(args)
     print(f"model: {description}")
     bundled = args.model is None and args.checkpoint is None

@@ -25,14 +25,13 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from promptseg.amg.outputs import (
-    IMAGE_SUFFIXES,
     is_done,
     record_path,
     warn_on_other_settings,
     write_bytes_atomically,
     write_json_atomically,
 )
-from promptseg.cli.common import add_model_arguments, load_model
+from promptseg.cli.common import add_model_arguments, list_images, load_model
 
 PROPOSAL_CATEGORY = 1
 
@@ -95,16 +94,6 @@ def _annotations_argument(parser: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------ helpers
-def list_images(folder: Path) -> list[Path]:
-    """The images directly inside ``folder``, sorted by name."""
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
-    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
-    return images
-
-
 def image_ids(images: Sequence[Path], annotations: Optional[Path]) -> dict[str, int]:
     """File name -> COCO image id, from the annotations' image list or from integer file stems."""
     if annotations is not None:
@@ -181,7 +170,7 @@ def _run_records(
 def run_edges(args: argparse.Namespace) -> int:
     from promptseg.zeroshot.edges import EdgeDetector
 
-    images = list_images(args.images)
+    images = list_images(args.images, allow_file=False)
     todo = [path for path in images if not (args.out / f"{path.stem}.png").is_file()]
     print(f"{len(images)} image(s): {len(images) - len(todo)} already done in {args.out}, {len(todo)} to do")
     if todo:
@@ -210,7 +199,7 @@ def edge_png(edge: np.ndarray) -> bytes:
 def run_proposals(args: argparse.Namespace) -> int:
     from promptseg.zeroshot.proposals import ProposalGenerator
 
-    images = list_images(args.images)
+    images = list_images(args.images, allow_file=False)
     ids = image_ids(images, args.annotations)
     settings = _settings(
         args, "k", "points_per_side", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_n_layers", "score"
@@ -239,7 +228,7 @@ def run_instances(args: argparse.Namespace) -> int:
     if not args.detections.is_file():
         raise FileNotFoundError(f"detections file not found: {args.detections}")
     detections = check_detections(json.loads(args.detections.read_text()))
-    images = list_images(args.images)
+    images = list_images(args.images, allow_file=False)
     ids = image_ids(images, args.annotations)
     known = set(ids.values())
     unknown = sorted({d["image_id"] for d in detections} - known)

@@ -54,7 +54,6 @@ class ConceptEncoder(torch.nn.Module):
             return tensor.device
         return torch.device("cpu")
 
-    @torch.no_grad()
     def encode_text(self, texts: list[str]) -> torch.Tensor:
         """(N, dim) float32 L2-normalised embeddings of N phrases, on the encoder's device.
 
@@ -71,7 +70,8 @@ class ConceptEncoder(torch.nn.Module):
                     f"{self.context_length} tokens; it was truncated",
                     stacklevel=2,
                 )
-        features = self.text_features(tokens.to(self.device))
+        with torch.no_grad():  # a context, not the decorator: the warning above then names the caller's line
+            features = self.text_features(tokens.to(self.device))
         return F.normalize(features.float(), dim=-1)
 
     @torch.no_grad()
