@@ -7,7 +7,8 @@
 # onnxruntime, safetensors, opencv, pytest, matplotlib already installed) lacks for
 # tests/gpu/session.sh:
 #   .whl/                                 CPython 3.12 manylinux wheels of the packages the GPU tests and
-#                                         benchmarks import that the GPU machine does not have
+#                                         benchmarks import that the GPU machine does not have (the
+#                                         official model, pycocotools, the annotation server's FastAPI stack)
 #   benchmarks/vendor/segment-anything-fast   pytorch-labs/segment-anything-fast (its package, licence and
 #                                         README at one commit) for the side-by-side benchmarks
 # Idempotent: wheels already there are kept, other versions of the same packages are removed, and the
@@ -15,7 +16,6 @@
 # the `carry` list for the device calls.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-root="$PWD"
 PYTHON="${PYTHON:-python3}"
 
 # What the GPU tests and benchmarks import that the GPU machine lacks (tests/, benchmarks/, the
@@ -23,11 +23,30 @@ PYTHON="${PYTHON:-python3}"
 # one package in .whl/ would stop the install there.
 WHEELS=(
   "segment-anything==1.0"   # the official model: parity tests, benchmark baselines (pure Python)
-  "pycocotools==2.0.11"     # COCO RLE in the AMG tests and benchmark (cp312-abi3 manylinux)
+  "pycocotools==2.0.11"     # COCO RLE in the AMG tests and benchmark, and the annotation server (cp312-abi3)
+  # The annotation server (`promptseg annotate`, the `annotate` extra) for benchmarks/annotate.py in the
+  # bench-annotate phase; the versions tested on the development machine. Not on the GPU machine:
+  "fastapi==0.165.0"
+  "starlette==1.10.0"
+  "pydantic==2.14.4"
+  "pydantic-core==2.50.5"   # the only compiled one (cp312 manylinux2014, 2.2 MiB)
+  "uvicorn==0.55.0"
+  "annotated-types==0.8.0"
+  "typing-inspection==0.4.5"
+  "opentelemetry-api==1.45.3"   # a plain requirement of fastapi 0.165
+  # On the GPU machine, but pinned here: h11 and anyio are in the measured path (uvicorn's HTTP parser,
+  # the thread pool that runs the model), so the GPU round trip runs the same versions as
+  # benchmarks/results/annotate_cpu.json; pydantic, pydantic-core and anyio need typing-extensions>=4.16.0,
+  # and the machine's version is not recorded (an older one would stop the import).
+  "h11==0.16.0"
+  "anyio==4.16.0"
+  "typing-extensions==4.16.0"
 )
-# Needs of those wheels that the GPU machine already has (checked against each wheel's metadata).
+# Needs of those wheels that the GPU machine already has (checked against each wheel's metadata; see
+# the device README's package list). click (uvicorn: >=7.0), idna (anyio: >=2.8) and annotated-doc
+# (fastapi: >=0.0.2) take any version it could have.
 DEVICE_HAS=(numpy matplotlib torch torchvision pillow opencv-python-headless onnx onnxruntime safetensors
-  tqdm pytest triton scipy scikit-image)
+  tqdm pytest triton scipy scikit-image click idna annotated-doc)
 # Not carried: tensorrt (its wheels are over 1 GiB, far beyond the 64 MiB a call carries); the
 # TensorRT tests skip without it.
 PLATFORMS=(manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64)
@@ -41,7 +60,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
     --sam-fast-mirror) mirror="${2:?--sam-fast-mirror needs a path}"; shift 2 ;;
     --sam-fast-mirror=*) mirror="${1#*=}"; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "prepare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -88,6 +107,7 @@ for wheel in "$WHEEL_DIR"/*.whl; do
     [[ -z "$dependency" ]] && continue
     [[ "$have" == *" $(normalise "$dependency") "* ]] || missing+=("$dependency (needed by $(basename "$wheel"))")
   done < <(unzip -p "$wheel" '*.dist-info/METADATA' | grep '^Requires-Dist:' | grep -v 'extra *==' |
+           grep -vE "python_version *< *['\"]3\.([0-9]|1[0-2])['\"]" |   # only below Python 3.12 (the machine's)
            sed -E 's/^Requires-Dist: *([A-Za-z0-9_.-]+).*/\1/')
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
@@ -156,7 +176,7 @@ tree="$( (git ls-files -z --cached --others --exclude-standard | xargs -0 -r du 
         awk '$2 == "total" {s += $1} END {print s + 0}')"   # what every call sends anyway
 echo
 echo "wheels:"
-ls -1 "$WHEEL_DIR"/*.whl | sed 's/^/  /'
+printf "  %s\n" "$WHEEL_DIR"/*.whl
 for folder in "${carry[@]}"; do echo "  $folder: $(mib "$(bytes "$folder")") MiB"; done
 echo "carried folders: $(mib "$carried") MiB; with the working tree that travels anyway ($(mib "$tree") MiB): $(mib $((carried + tree))) MiB of the 64 MiB a call may send"
 if (( carried + tree > 60 * 1048576 )); then
