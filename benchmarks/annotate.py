@@ -3,6 +3,13 @@ server reports, so that the server's own overhead (round trip minus decode) is m
 
     python benchmarks/annotate.py                                   # bundled vit_tiny on this CPU
     python benchmarks/annotate.py --model vit_h --checkpoint sam_vit_h_4b8939.pth --image tests/data/images/truck.jpg
+    python benchmarks/annotate.py --model vit_h --image tests/data/images/truck.jpg   # RANDOM weights: latency only
+
+Without --checkpoint, --model builds the model with random weights (the server prints a warning, the
+results record ``"random_weights": true``): the decode time holds, but the masks are noise, whose RLEs
+are far longer than real masks' (truck.jpg, 1800x1200, on the 2-core development CPU: about 0.4-0.5 MB
+per response against 10-15 kB with the bundled model), which inflates the service and HTTP parts. Each
+row records the median response size, so a run with real weights on the same image tells them apart.
 
 The server is the ``promptseg annotate`` command in its own process (as for a browser: a client in the
 same process would share the GIL with the server and add its switch interval to every round trip); the
@@ -21,6 +28,7 @@ import argparse
 import http.client
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -79,22 +87,37 @@ def serve(image_dir: Path, out: Path, args: argparse.Namespace) -> tuple[subproc
     raise RuntimeError("promptseg annotate did not start within 600 s")
 
 
+def stop(server: subprocess.Popen) -> None:
+    """Stop the server: SIGTERM, then SIGKILL after 10 s. uvicorn's graceful shutdown waits for the request
+    in flight, and an image embedding (minutes for ViT-H on a CPU) would keep it, and the memory, alive."""
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=60)
+
+
 def click(connection: http.client.HTTPConnection, body: dict) -> tuple[float, dict]:
-    """(round trip ms, parsed response) of one predict request on the open connection."""
+    """(round trip ms, parsed response) of one predict request on the open connection; the response's
+    size in bytes is added to it as ``response_bytes``."""
     payload = json.dumps(body).encode()
     start = time.perf_counter()
     connection.request("POST", "/api/images/1/predict", payload, {"Content-Type": "application/json"})
     response = connection.getresponse()
-    result = json.loads(response.read())
+    raw = response.read()
+    result = json.loads(raw)
     elapsed = 1e3 * (time.perf_counter() - start)
     if response.status != 200:
         raise RuntimeError(f"predict failed ({response.status}): {result}")
+    result["response_bytes"] = len(raw)
     return elapsed, result
 
 
-def summary(round_trips: list[float], decodes: list[float], servers: list[float]) -> dict:
+def summary(round_trips: list[float], decodes: list[float], servers: list[float], sizes: list[int]) -> dict:
     """Medians (and p90s) of the round trip, the decode, the overhead (round trip - decode) and its two
-    parts: inside the service (checks, cache, RLE, tokens: server - decode) and HTTP (round trip - server)."""
+    parts: inside the service (checks, cache, RLE, tokens: server - decode) and HTTP (round trip - server);
+    the median response size."""
     overheads = [r - d for r, d in zip(round_trips, decodes)]
     return {
         "clicks": len(round_trips),
@@ -105,6 +128,7 @@ def summary(round_trips: list[float], decodes: list[float], servers: list[float]
         "service_ms_median": statistics.median([s - d for s, d in zip(servers, decodes)]),
         "http_ms_median": statistics.median([r - s for r, s in zip(round_trips, servers)]),
         "round_trip_ms_p90": float(np.percentile(round_trips, 90)),
+        "response_bytes_median": statistics.median(sizes),
     }
 
 
@@ -112,6 +136,12 @@ def main(argv: Optional[list[str]] = None) -> None:
     from promptseg.data.synthetic import generate_scene
 
     args = parse_args(argv)
+    # Stopped by SIGTERM (a time limit, e.g. tests/gpu/session.sh's): exit through the `finally` that stops the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    random_weights = args.model is not None and args.checkpoint is None
+    if random_weights:
+        print(f"{args.model} with RANDOM weights (no --checkpoint): the decode time holds; the masks are noise, "
+              "whose long RLEs inflate the overhead")
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
@@ -144,7 +174,7 @@ def main(argv: Optional[list[str]] = None) -> None:
             print(f"http floor (GET /api/status, no model work): {statistics.median(floor):.2f} ms")
             rows = {}
             for kind in ("first_click", "refinement_click"):
-                round_trips, decodes, servers = [], [], []
+                round_trips, decodes, servers, sizes = [], [], [], []
                 for index in range(args.warmup + args.clicks):
                     point = random_point()
                     elapsed, result = click(connection, {"points": [point], "labels": [1], "multimask": True})
@@ -156,7 +186,8 @@ def main(argv: Optional[list[str]] = None) -> None:
                         round_trips.append(elapsed)
                         decodes.append(result["decode_ms"])
                         servers.append(result["server_ms"])
-                rows[kind] = summary(round_trips, decodes, servers)
+                        sizes.append(result["response_bytes"])
+                rows[kind] = summary(round_trips, decodes, servers, sizes)
                 row = rows[kind]
                 print(
                     f"{kind:17s} round trip {row['round_trip_ms_median']:7.2f} ms  decode {row['decode_ms_median']:7.2f} ms"
@@ -165,15 +196,16 @@ def main(argv: Optional[list[str]] = None) -> None:
                 )
             connection.close()
         finally:
-            server.terminate()
-            server.wait(timeout=60)
+            stop(server)
 
     on_gpu = torch.cuda.is_available() and args.device != "cpu"
     device = environment()["device"] if on_gpu else "cpu"
     payload = {
         "benchmark": "annotate click round trip",
         "model": {"model": args.model or "bundled vit_tiny", "checkpoint": str(args.checkpoint) if args.checkpoint else None,
+                  "weights": "random" if random_weights else ("checkpoint" if args.checkpoint else "bundled"),
                   "dtype": args.dtype, "device": "cuda" if on_gpu else "cpu"},
+        "random_weights": random_weights,
         "image": image_name,
         "image_size": [info["height"], info["width"]],
         "embedding_ms": first["encode_ms"],
