@@ -13,6 +13,7 @@
 #   bash tests/gpu/session.sh bench-samfast [MODEL [BATCH]]    # encoder vs segment-anything-fast (max-autotune)
 #   bash tests/gpu/session.sh bench-decoder    # click latency and prompt throughput
 #   bash tests/gpu/session.sh bench-amg [MODEL ["CROP_N_LAYERS..."]]  # automatic mask generation
+#   bash tests/gpu/session.sh bench-annotate   # annotation server click round trip, ViT-H (random weights)
 #
 # Every check runs under its own time limit, and all of them under one budget for the command
 # (PROMPTSEG_GPU_BUDGET_S, default 540 s): a check that fails or times out is recorded and the next one
@@ -29,13 +30,13 @@
 # run for this torch: it is used instead of building, when it loads), PROMPTSEG_COMMIT (the commit to
 # record when the machine has no .git), PROMPTSEG_GPU_BUDGET_S, CAP_<CHECK>_S (see caps below).
 set -uo pipefail
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 2
 root="$PWD"
 
 phase="${1:-}"
 [[ $# -gt 0 ]] && shift
 case "$phase" in
-  all|build|tests|sanitize|smoke|bench-encoder|bench-samfast|bench-decoder|bench-amg) ;;
+  all|build|tests|sanitize|smoke|bench-encoder|bench-samfast|bench-decoder|bench-amg|bench-annotate) ;;
   *) echo "usage:" >&2; grep '^#   bash' "$0" >&2; exit 2 ;;
 esac
 
@@ -68,6 +69,8 @@ CAP_TEST_S="${CAP_TEST_S:-90}"            # one test (pytest-timeout), so a hang
 CAP_SANITIZE_S="${CAP_SANITIZE_S:-60}"    # one tool on one driver
 CAP_SMOKE_S="${CAP_SMOKE_S:-90}"          # one benchmark smoke run
 CAP_BENCH_S="${CAP_BENCH_S:-540}"         # one benchmark script in a bench-* phase
+CAP_ANNOTATE_S="${CAP_ANNOTATE_S:-300}"   # benchmarks/annotate.py with ViT-H in bench-annotate
+CAP_ANNOTATE_BUNDLED_S="${CAP_ANNOTATE_BUNDLED_S:-120}"   # ... and with the bundled vit_tiny after it
 
 # --- records ---------------------------------------------------------------------------------------
 # record NAME GROUP STATUS RC SECONDS LOG NOTE: one line of checks.tsv, then the JSON records and the log archive.
@@ -111,13 +114,16 @@ check() {
 
 # --- set-up: carried wheels, environment ---------------------------------------------------------------
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
-if compgen -G ".whl/*.whl" >/dev/null; then
+python_version="$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo unknown)"
+if ! compgen -G ".whl/*.whl" >/dev/null; then
+  skip wheels setup "no .whl/ folder: tests that need segment_anything or pycocotools skip, bench-annotate too (run tests/gpu/prepare.sh)"
+elif [[ $python_version != 3.12 ]]; then   # e.g. a development machine: its own packages are used
+  skip wheels setup "the .whl/ wheels are for CPython 3.12 (the GPU machine's); $PYTHON is $python_version"
+else
   # As the device README says: --no-deps, into a folder on PYTHONPATH (the machine has no internet).
   check wheels setup "$CAP_WHEELS_S" "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
     --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH="$PYTHONPATH:/tmp/site"
-else
-  skip wheels setup "no .whl/ folder: tests that need segment_anything or pycocotools skip (run tests/gpu/prepare.sh)"
 fi
 "$PYTHON" tests/gpu/summarize.py env "$logs" >"$logs/env.log" 2>&1
 gpu_visible="$("$PYTHON" -c 'import json,sys; print(int(bool(json.load(open(sys.argv[1])).get("gpu_visible"))))' "$logs/env.json" 2>/dev/null || echo 0)"
@@ -236,6 +242,20 @@ need_sam_fast() {
   return 1
 }
 
+# need_annotate_packages NAME...: the annotation server's packages (the `annotate` extra: fastapi, uvicorn,
+# pycocotools) import, from the carried wheels; else each NAME is recorded with the reason: skipped when
+# the wheels were not carried (or not installed: not CPython 3.12), failed when they were installed.
+need_annotate_packages() {
+  local error name status=skipped note
+  error="$("$PYTHON" -c 'import fastapi, uvicorn, pycocotools' 2>&1 | tail -n 1)" && return 0
+  note="the annotation server's packages do not import (${error:-?}): run tests/gpu/prepare.sh and carry .whl"
+  if [[ $python_version == 3.12 ]] && compgen -G ".whl/fastapi-*.whl" >/dev/null; then
+    status=failed note="the annotation server's packages do not import from the installed wheels: ${error:-?}"
+  fi
+  for name in "$@"; do record "$name" benchmark "$status" "" 0 "" "$note"; done
+  return 1
+}
+
 # segment-anything-fast compiles its image encoder with max-autotune: many Triton GEMM candidates,
 # compiled in parallel; keep the search to the default space and one model (and shape) per command.
 export TORCHINDUCTOR_COMPILE_THREADS="${TORCHINDUCTOR_COMPILE_THREADS:-$nproc}"
@@ -285,6 +305,27 @@ case "$phase" in
     need_sam_fast "amg-$model-crop${crops// /}" && bench "amg-$model-crop${crops// /}" benchmark "$CAP_BENCH_S" \
       "$name" "$PYTHON" benchmarks/amg.py --models "$model" --crop-n-layers $crops --sam-fast-path "$sam_fast" \
       --results-name "$name"
+    ;;
+  bench-annotate)
+    # Issue 13: the click round trip of `promptseg annotate` with ViT-H, on a real photo (1800x1200).
+    # No official checkpoint is on the machine: --model without --checkpoint builds RANDOM weights (the
+    # server warns, the JSON records "random_weights": true). The decode time holds; the masks are noise,
+    # whose RLEs are far longer than real masks' (about 0.4-0.5 MB against 10-15 kB per response on the
+    # development machine), so the service and HTTP parts are inflated. The bundled vit_tiny (real
+    # weights, in the repository) then clicks on the same photo: its response sizes, service and HTTP
+    # times are those of real masks on this machine. Without a GPU or the server's packages nothing is
+    # built and the checks are recorded as skipped.
+    image=tests/data/images/truck.jpg
+    if [[ $gpu_visible != 1 ]]; then
+      skip annotate-vit_h benchmark "no CUDA GPU visible"
+      skip annotate-bundled benchmark "no CUDA GPU visible"
+    elif need_annotate_packages annotate-vit_h annotate-bundled; then
+      ensure_extension
+      bench annotate-vit_h benchmark "$CAP_ANNOTATE_S" "annotate_$gpu" \
+        "$PYTHON" benchmarks/annotate.py --model vit_h --image "$image" --results-name "annotate_$gpu"
+      bench annotate-bundled benchmark "$CAP_ANNOTATE_BUNDLED_S" "annotate_${gpu}_bundled" \
+        "$PYTHON" benchmarks/annotate.py --image "$image" --results-name "annotate_${gpu}_bundled"
+    fi
     ;;
 esac
 
