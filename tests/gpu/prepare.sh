@@ -185,3 +185,4 @@ fi
 json="$(printf '"%s", ' "${carry[@]}")"
 echo "carry: [${json%, }]"
 echo "device command: PROMPTSEG_COMMIT=$(git rev-parse --short HEAD) bash tests/gpu/session.sh all"
+echo "then (issue 13, see tests/gpu/README.md): PROMPTSEG_COMMIT=$(git rev-parse --short HEAD) PROMPTSEG_PREBUILT=gpu_prebuilt bash tests/gpu/session.sh bench-annotate"
