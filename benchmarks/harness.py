@@ -4,6 +4,7 @@ roofline of the device, and JSON results tagged with device, torch version and c
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -50,7 +51,11 @@ def bf16_matmul_tflops(size: int = 8192) -> float:
 
 
 def environment() -> dict[str, str]:
-    """Device name, torch version and the git commit the benchmark ran at."""
+    """Device name, torch version and the git commit the benchmark ran at (``PROMPTSEG_COMMIT`` when set:
+    the GPU machine gets a copy of the working tree without ``.git``, and tests/gpu/session.sh passes it on)."""
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    if os.environ.get("PROMPTSEG_COMMIT"):
+        return {"device": device, "torch": torch.__version__, "commit": os.environ["PROMPTSEG_COMMIT"]}
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
@@ -59,7 +64,6 @@ def environment() -> dict[str, str]:
         commit += "-dirty" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return {"device": device, "torch": torch.__version__, "commit": commit}
 
 
