@@ -13,7 +13,7 @@ from PIL import Image
 import promptseg
 import promptseg.utils.amg as our_amg
 from promptseg.amg.regions import remove_small_regions_batch
-from promptseg.amg.rle import encode_rle
+from promptseg.amg.rle import column_major_counts, encode_rle
 from promptseg.build import construct_sam
 from tests._support import OFFICIAL_MISSING, TINY, load_image
 
@@ -83,6 +83,29 @@ def test_rle_of_transposed_storage_and_large_counts():
     large[0, 1000:, 700:] = True  # counts above 2**20 need 5 characters
     expected = mask_utils.encode(np.asfortranarray(large[0].numpy().astype(np.uint8)))["counts"].decode()
     assert encode_rle(large).to_coco()[0]["counts"] == expected
+
+
+@pytest.mark.parametrize("height, width", [(61, 47), (1, 1), (1, 9), (9, 1), (300, 200)])
+def test_column_major_counts_of_row_major_masks_equal_pycocotools(height, width):
+    masks = list(_random_masks(4, height, width, seed=height + width).numpy())
+    masks += [np.zeros((height, width), bool), np.ones((height, width), bool)]
+    corners = np.zeros((height, width), bool)
+    corners[0, 0] = corners[-1, -1] = True  # runs at the first and the last pixel
+    columns = np.zeros((height, width), bool)
+    columns[:, ::2] = True  # a run that crosses from one column into the next
+    masks += [corners, columns]
+    for mask in masks:
+        before = mask.copy()
+        counts = column_major_counts(mask)
+        assert counts.dtype == np.int64 and int(counts.sum()) == height * width
+        assert counts.tolist() == encode_rle(torch.from_numpy(mask)[None]).to_uncompressed()[0]["counts"]
+        reference = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"]
+        assert mask_utils.frPyObjects({"size": [height, width], "counts": counts.tolist()}, height, width)["counts"] == reference
+        assert np.array_equal(mask, before)
+    with pytest.raises(ValueError, match=r"\(H, W\) bool mask"):
+        column_major_counts(np.zeros((2, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"\(H, W\) bool mask"):
+        column_major_counts(np.zeros((1, 2, 3), bool))
 
 
 # ----------------------------------------------------------- small regions

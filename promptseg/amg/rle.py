@@ -111,6 +111,26 @@ def _compress(counts: torch.Tensor, lengths: torch.Tensor, size: tuple[int, int]
     return characters[used].to(torch.uint8), string_lengths
 
 
+def column_major_counts(mask: np.ndarray) -> np.ndarray:
+    """The COCO run lengths of one (H, W) bool mask held in row-major (C) order, without transposing it.
+
+    A run starts wherever a pixel differs from the one before it in column-major order: below a
+    change between vertically adjacent pixels, or at the top of a column whose first pixel differs
+    from the last pixel of the column before. Only those positions (about the mask's perimeter) are
+    sorted, so the cost is a few passes over the pixels in memory order, where a transposed copy of
+    a large mask is several times slower on a CPU. Returns (K,) int64 counts, starting with 0s.
+    """
+    if mask.ndim != 2 or mask.dtype != np.bool_:
+        raise ValueError(f"expected an (H, W) bool mask, got {mask.dtype} of shape {mask.shape}")
+    height, width = mask.shape
+    below = np.flatnonzero(mask[1:] != mask[:-1])
+    row, column = np.divmod(below, width)
+    column_tops = (np.flatnonzero(mask[0, 1:] != mask[-1, :-1]) + 1) * height
+    starts = np.concatenate([[0] if mask[0, 0] else [], column * height + row + 1, column_tops]).astype(np.int64)
+    starts.sort()
+    return np.diff(np.concatenate([[0], starts, [height * width]]))
+
+
 def uncompressed_rles(masks: torch.Tensor) -> list[UncompressedRle]:
     """(M, H, W) bool masks -> M uncompressed RLEs ``{"size": [H, W], "counts": [...]}`` (one host transfer)."""
     return encode_rle(masks).to_uncompressed()
