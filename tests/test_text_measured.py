@@ -65,9 +65,11 @@ def test_cli_predict_text(tmp_path):
 
 def test_cli_train_text_smoke(tmp_path):
     out = tmp_path / "run"
-    arguments = ["train", "--text", "--scenes", "2", "--text-val-scenes", "1", "--steps", "2", "--objects-per-step", "2"]
+    arguments = ["train", "--text", "--scenes", "2", "--text-val-scenes", "1", "--steps", "2", "--objects-per-step", "2",
+                 "--text-only-multimask"]
     assert main([*arguments, "--out", str(out)]) == 0
     sam, text = load_text_model(out / "text_model.safetensors")
+    assert text.text_only_multimask  # recorded in the checkpoint
     predictor = SamPredictor(sam, text=text)
     predictor.set_image(generate_concept_scene((CONCEPT_HELD_OUT_SEED, 0)).image)
     masks, scores, _ = predictor.predict(text="plain red ellipse", multimask_output=False)

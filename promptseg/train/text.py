@@ -33,6 +33,7 @@ from promptseg.modeling import Sam
 from promptseg.text.checkpoint import save_text_checkpoint
 from promptseg.text.crops import object_crop
 from promptseg.text.prompt_encoder import TextPromptEncoder
+from promptseg.text.prompting import TEXT_ONLY_MULTIMASK_KEY
 from promptseg.train.interactive import TextFirstPrompt, round_schedule, run_session
 
 TEXT_TRAIN_SEED = 3100
@@ -58,6 +59,10 @@ class TextTrainConfig:
             (they teach the text to pick the level a click leaves open, and are rare).
         caption_probability: chance that the TEXT embedding of the object's caption replaces its
             crop embedding (a promptseg addition; 0 is the paper's recipe).
+        text_only_multimask: a text-only first prompt trains the 3 ambiguity outputs (lowest loss,
+            as SAM trains a single click) instead of the single-mask output; the checkpoint records
+            it, and the predictor then answers a text-only prompt with the ambiguity output of the
+            highest predicted IoU (a promptseg addition; False is the earlier single-output recipe).
         rounds, silent_rounds: corrective rounds after the first prompt (see ``promptseg train``).
         box_probability: chance that a non-text first prompt is a box.
         num_tokens, hidden_dim: shape of the text prompt encoder.
@@ -81,6 +86,7 @@ class TextTrainConfig:
     part_click_probability: float = 0.5
     pair_weight: float = 3.0
     caption_probability: float = 0.0
+    text_only_multimask: bool = False
     rounds: int = 2
     silent_rounds: int = 0
     box_probability: float = 0.5
@@ -272,7 +278,7 @@ class TextTrainer:
         concept = torch.where(caption[:, None], data.caption_embeddings[objects], data.crop_embeddings[objects])
         on_part = data.has_part[objects] & (rand() < config.part_click_probability)
         regions = torch.where(on_part[:, None, None], data.click_regions[objects], data.targets[objects])
-        return TextFirstPrompt(self.text_encoder(concept), used, click, regions)
+        return TextFirstPrompt(self.text_encoder(concept), used, click, regions, config.text_only_multimask)
 
     def step(self) -> dict[str, float]:
         """One optimizer update on ``objects_per_step`` random objects."""
@@ -347,7 +353,7 @@ class TextTrainer:
         return save_text_checkpoint(
             self.config.out_dir / TEXT_WEIGHTS, self.text_encoder, self.model, modules,
             concept_encoder=str(getattr(self.concept_encoder, "name", type(self.concept_encoder).__name__)),
-            extra={"train_config": json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.config).items()})},
+            extra={TEXT_ONLY_MULTIMASK_KEY: str(self.config.text_only_multimask).lower(), "train_config": json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.config).items()})},
         )
 
     def _log(self, metrics: dict[str, float]) -> None:
