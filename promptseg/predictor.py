@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from promptseg.decoders import AutoDecoder, Decoder
 from promptseg.errors import ImageNotSetError
 from promptseg.modeling import Sam
-from promptseg.prompts.batch import PromptBatch, pack_prompts, tensor_prompt_batch
+from promptseg.prompts.batch import pack_prompts, tensor_prompt_batch
 from promptseg.prompts.frames import ResizeLongestSide
 from promptseg.prompts.validate import Prompt, check_image, check_prompt, check_prompt_mapping, check_prompt_tensors
 
@@ -283,8 +283,6 @@ class SamPredictor:
                 [texts.get(prompt.text) for _, prompt in chunk] if texts else None,
             )
             low_res, iou = self.decoder.decode(self.features, batch, chunk_images, multimask_output)
-            if not multimask_output:
-                low_res, iou = self._best_for_text_alone([prompt for _, prompt in chunk], batch, chunk_images, low_res, iou)
             # ``flat`` lists prompts image by image, so each image's prompts form one run of the chunk.
             for image, rows in _runs(chunk_images):
                 masks[image].append(self._full_size(low_res[rows], image, return_logits))
@@ -305,25 +303,6 @@ class SamPredictor:
             else:
                 results.append(tuple(_to_host([torch.cat(part) for part in parts])))  # type: ignore[arg-type]
         return results
-
-    def _best_for_text_alone(
-        self, prompts: list[Prompt], batch: PromptBatch, chunk_images: list[int], low_res: torch.Tensor, iou: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The single-mask answer to text-only prompts for text weights trained with
-        ``text_only_multimask`` (``promptseg train --text --text-only-multimask``): the ambiguity
-        output of the highest predicted IoU, as those weights were trained. Other prompts keep mask 0."""
-        if self.text is None or not getattr(self.text, "text_only_multimask", False):
-            return low_res, iou
-        alone = [row for row, p in enumerate(prompts) if p.text is not None and p.point_coords is None and p.box is None and p.mask_input is None]
-        if not alone:
-            return low_res, iou
-        multi_low_res, multi_iou = self.decoder.decode(self.features, batch, chunk_images, True)
-        rows = torch.tensor(alone, device=low_res.device)
-        best = multi_iou[rows].argmax(dim=1)
-        low_res, iou = low_res.clone(), iou.clone()
-        low_res[rows, 0] = multi_low_res[rows, best]
-        iou[rows, 0] = multi_iou[rows, best]
-        return low_res, iou
 
     def _full_size(self, low_res: torch.Tensor, image: int, return_logits: bool) -> torch.Tensor:
         """(P, C, h, w) low-res logits of ``image`` -> (P, C, H, W) bool masks (float32 logits with return_logits)."""

@@ -69,7 +69,7 @@ def test_cli_train_text_smoke(tmp_path):
                  "--text-only-multimask"]
     assert main([*arguments, "--out", str(out)]) == 0
     sam, text = load_text_model(out / "text_model.safetensors")
-    assert text.text_only_multimask  # recorded in the checkpoint
+    assert json.loads(read_text_checkpoint(out / "text_model.safetensors").extra["train_config"])["text_only_multimask"]
     predictor = SamPredictor(sam, text=text)
     predictor.set_image(generate_concept_scene((CONCEPT_HELD_OUT_SEED, 0)).image)
     masks, scores, _ = predictor.predict(text="plain red ellipse", multimask_output=False)

@@ -256,33 +256,3 @@ def test_fused_decoder_takes_text_tokens(sam, text, predictor):
         fused = FusedDecoder(sam).decode(predictor.features, batch, [0, 0, 0], False)
     for expected, got in zip(module, fused):
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
-
-
-def test_text_alone_answers_with_the_best_ambiguity_output_when_trained_so(sam, text, predictor):
-    """Weights trained with ``--text-only-multimask``: text alone with multimask_output=False gives the ambiguity
-    output of the highest predicted IoU; a text prompt with a point still gives the single-mask output."""
-    trained_so = SamPredictor(sam, text=TextPrompting(text.concept_encoder, text.prompt_encoder, text_only_multimask=True))
-    trained_so.set_image(generate_scene(5).image)
-    _, scores, logits = trained_so.predict(text="red ellipse", multimask_output=True)
-    _, best_score, best_logits = trained_so.predict(text="red ellipse", multimask_output=False)
-    np.testing.assert_allclose(best_logits[0], logits[scores.argmax()], atol=2e-4)
-    np.testing.assert_allclose(best_score[0], scores.max(), atol=2e-5)
-    with_point = {"text": "blue star", **POINT}
-    np.testing.assert_allclose(
-        trained_so.predict(multimask_output=False, **with_point)[2], predictor.predict(multimask_output=False, **with_point)[2], atol=2e-4
-    )
-    prompts = [{"text": "red ellipse"}, with_point, POINT, {"text": "plain white square"}]
-    many = trained_so.predict_many(prompts, multimask_output=False)[2]
-    for index, prompt in enumerate(prompts):
-        np.testing.assert_allclose(many[index], trained_so.predict(multimask_output=False, **prompt)[2], atol=2e-4)
-
-
-def test_text_only_multimask_flag_round_trips(tmp_path, sam, text):
-    from promptseg.text.prompting import TEXT_ONLY_MULTIMASK_KEY
-
-    plain = save_text_checkpoint(tmp_path / "plain.safetensors", text.prompt_encoder, sam, ["mask_decoder"])
-    flagged = save_text_checkpoint(
-        tmp_path / "flagged.safetensors", text.prompt_encoder, sam, ["mask_decoder"], extra={TEXT_ONLY_MULTIMASK_KEY: "true"}
-    )
-    assert not load_text_model(plain, concept_encoder=text.concept_encoder)[1].text_only_multimask
-    assert load_text_model(flagged, concept_encoder=text.concept_encoder)[1].text_only_multimask

@@ -24,8 +24,8 @@ def add_text_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--text-only-multimask", action="store_true",
-        help="train a text-only first prompt on the 3 ambiguity outputs (lowest loss) instead of the single-mask "
-        "output; the predictor then answers text alone with the one of highest predicted IoU (a promptseg addition)",
+        help="train a text-only first prompt on the 3 ambiguity outputs (lowest loss, as a single click) instead of "
+        "the single-mask output (a promptseg addition; off: the paper's recipe)",
     )
     group.add_argument("--num-tokens", type=int, default=4, help="sparse tokens per text prompt")
     group.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time, then save")

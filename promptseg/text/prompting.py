@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from promptseg.modeling import Sam
 
 BUNDLED_TEXT_WEIGHTS = "vit_tiny_text.safetensors"
-TEXT_ONLY_MULTIMASK_KEY = "text_only_multimask"
-"""Metadata key of a text checkpoint: "true" when its weights answer text alone with the ambiguity outputs."""
 NO_TEXT_WEIGHTS = (
     "this predictor has no text prompt weights. Build it with them: `sam, text = "
     "promptseg.text.load_text_model()` (the bundled vit_tiny with its text weights) or "
@@ -43,12 +41,9 @@ class TextPrompting:
         concept_encoder: has ``dim`` and ``encode_text(list[str]) -> (N, D)`` (a
             ``promptseg.text.ConceptEncoder``).
         prompt_encoder: maps its D-dim embeddings to tokens of the SAM model's prompt width.
-        text_only_multimask: the weights were trained to answer a text-only prompt with the 3
-            ambiguity outputs (``promptseg train --text --text-only-multimask``); the predictor then
-            returns the one of highest predicted IoU where the single-mask output is asked for.
     """
 
-    def __init__(self, concept_encoder: Any, prompt_encoder: TextPromptEncoder, text_only_multimask: bool = False) -> None:
+    def __init__(self, concept_encoder: Any, prompt_encoder: TextPromptEncoder) -> None:
         if not callable(getattr(concept_encoder, "encode_text", None)):
             raise TypeError(f"concept_encoder must have encode_text(list[str]), got {type(concept_encoder).__name__}")
         if not isinstance(prompt_encoder, TextPromptEncoder):
@@ -61,7 +56,6 @@ class TextPrompting:
             )
         self.concept_encoder = concept_encoder
         self.prompt_encoder = prompt_encoder.eval()
-        self.text_only_multimask = bool(text_only_multimask)
 
     def check_model(self, model: "Sam") -> None:
         """Raise ValueError when the tokens would not fit ``model``'s prompt width."""
@@ -128,7 +122,7 @@ def load_text_model(
         from promptseg.text import load_concept_encoder
 
         concept_encoder = load_concept_encoder("bundled")
-    text = TextPrompting(concept_encoder, stored.prompt_encoder(), stored.extra.get(TEXT_ONLY_MULTIMASK_KEY) == "true")
+    text = TextPrompting(concept_encoder, stored.prompt_encoder())
     text.check_model(sam)
     return sam, text.to(device=sam.device)
 

@@ -33,7 +33,6 @@ from promptseg.modeling import Sam
 from promptseg.text.checkpoint import save_text_checkpoint
 from promptseg.text.crops import object_crop
 from promptseg.text.prompt_encoder import TextPromptEncoder
-from promptseg.text.prompting import TEXT_ONLY_MULTIMASK_KEY
 from promptseg.train.interactive import TextFirstPrompt, round_schedule, run_session
 
 TEXT_TRAIN_SEED = 3100
@@ -60,9 +59,10 @@ class TextTrainConfig:
         caption_probability: chance that the TEXT embedding of the object's caption replaces its
             crop embedding (a promptseg addition; 0 is the paper's recipe).
         text_only_multimask: a text-only first prompt trains the 3 ambiguity outputs (lowest loss,
-            as SAM trains a single click) instead of the single-mask output; the checkpoint records
-            it, and the predictor then answers a text-only prompt with the ambiguity output of the
-            highest predicted IoU (a promptseg addition; False is the earlier single-output recipe).
+            as SAM trains a single click) instead of the single-mask output (a promptseg addition;
+            False is the paper's recipe). Text alone still answers best with the single-mask
+            output (measured on validation scenes), which the decoder learns through the shared
+            transformer.
         rounds, silent_rounds: corrective rounds after the first prompt (see ``promptseg train``).
         box_probability: chance that a non-text first prompt is a box.
         num_tokens, hidden_dim: shape of the text prompt encoder.
@@ -302,8 +302,8 @@ class TextTrainer:
 
     @torch.no_grad()
     def validate(self, data: ConceptObjects) -> dict[str, float]:
-        """First-round IoU (low-res grid) of every object prompted by the TEXT embedding of its
-        caption alone and with one click."""
+        """First-round IoU (low-res grid) of the single-mask output of every object prompted by the
+        TEXT embedding of its caption alone and with one click."""
         self.text_encoder.eval()
         self.model.eval()
         generator = torch.Generator().manual_seed(1)
@@ -312,6 +312,7 @@ class TextTrainer:
         for name, click in (("text", 0.0), ("text_click", 1.0)):
             prompt = self.text_prompt(data, objects, generator, 1.0, click)
             prompt.tokens = self.text_encoder(data.caption_embeddings)
+            prompt.alone_multimask = False  # measured as the predictor answers: the single-mask output
             result = run_session(self.model, data.embeddings, data.image_index, data.targets, [], 0.0, generator, prompt)
             metrics[f"val_{name}_iou"] = result.first_iou.mean().item()
         self.text_encoder.train()
@@ -353,7 +354,7 @@ class TextTrainer:
         return save_text_checkpoint(
             self.config.out_dir / TEXT_WEIGHTS, self.text_encoder, self.model, modules,
             concept_encoder=str(getattr(self.concept_encoder, "name", type(self.concept_encoder).__name__)),
-            extra={TEXT_ONLY_MULTIMASK_KEY: str(self.config.text_only_multimask).lower(), "train_config": json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.config).items()})},
+            extra={"train_config": json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(self.config).items()})},
         )
 
     def _log(self, metrics: dict[str, float]) -> None:
