@@ -40,8 +40,8 @@ def test_held_out_seed_is_never_trained_on():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="measured text-only mIoU 0.017 on 183 objects of 40 held-out scenes (bundled text weights: 600 updates, "
-    "8 CPU minutes); the text tokens have not learned to find an object by its appearance alone",
+    reason="measured text-only mIoU 0.219 on 183 objects of 40 held-out scenes (bundled text weights: 2400 updates, "
+    "21 CPU minutes); masks find their object in part and spill onto others",
 )
 def test_text_only_mask_miou(metrics):
     assert metrics.text_objects >= 100
