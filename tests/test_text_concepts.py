@@ -158,14 +158,9 @@ def test_bundled_encoder_file_round_trip(bundled, tmp_path):
         load_concept_encoder("open_clip", model="ViT-B-16")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured top-1 0.586 on 561 held-out crops (100 scenes, CONCEPT_HELD_OUT_SEED), 220 distinct captions: "
-    "the bundled encoder had a 14-minute CPU budget; shape (circle/ellipse/square/rectangle) and fill "
-    "(striped/checkered, shaded/plain) confusions dominate",
-)
 def test_caption_retrieval_on_held_out_crops(bundled):
-    """Acceptance: caption retrieval top-1 >= 0.8 on crops of held-out scenes (a seed training and validation never use)."""
+    """Acceptance: caption retrieval top-1 >= 0.8 on crops of held-out scenes (a seed training and validation never use).
+    Measured 0.861 on 561 crops, 220 distinct captions (bundled encoder: 4,000 steps, 12 CPU minutes)."""
     scenes = [generate_concept_scene((CONCEPT_HELD_OUT_SEED, i)) for i in range(RETRIEVAL_SCENES)]
     result = caption_retrieval(bundled, scenes)
     print(f"\ncaption retrieval on held-out crops: top-1 {result['top1']:.3f} over {result['crops']} crops, "

@@ -40,8 +40,8 @@ def test_held_out_seed_is_never_trained_on():
 
 @pytest.mark.xfail(
     strict=True,
-    reason="measured text-only mIoU 0.017 on 183 objects of 40 held-out scenes (bundled text weights: 600 updates, "
-    "8 CPU minutes); the text tokens have not learned to find an object by its appearance alone",
+    reason="measured text-only mIoU 0.219 on 183 objects of 40 held-out scenes (bundled text weights: 2400 updates, "
+    "21 CPU minutes); masks find their object in part and spill onto others",
 )
 def test_text_only_mask_miou(metrics):
     assert metrics.text_objects >= 100
@@ -65,9 +65,11 @@ def test_cli_predict_text(tmp_path):
 
 def test_cli_train_text_smoke(tmp_path):
     out = tmp_path / "run"
-    arguments = ["train", "--text", "--scenes", "2", "--text-val-scenes", "1", "--steps", "2", "--objects-per-step", "2"]
+    arguments = ["train", "--text", "--scenes", "2", "--text-val-scenes", "1", "--steps", "2", "--objects-per-step", "2",
+                 "--text-only-multimask"]
     assert main([*arguments, "--out", str(out)]) == 0
     sam, text = load_text_model(out / "text_model.safetensors")
+    assert json.loads(read_text_checkpoint(out / "text_model.safetensors").extra["train_config"])["text_only_multimask"]
     predictor = SamPredictor(sam, text=text)
     predictor.set_image(generate_concept_scene((CONCEPT_HELD_OUT_SEED, 0)).image)
     masks, scores, _ = predictor.predict(text="plain red ellipse", multimask_output=False)

@@ -22,6 +22,11 @@ def add_text_arguments(parser: argparse.ArgumentParser) -> None:
         "--caption-probability", type=float, default=0.0,
         help="chance the caption's text embedding replaces the crop embedding (0: the paper's recipe)",
     )
+    group.add_argument(
+        "--text-only-multimask", action="store_true",
+        help="train a text-only first prompt on the 3 ambiguity outputs (lowest loss, as a single click) instead of "
+        "the single-mask output (a promptseg addition; off: the paper's recipe)",
+    )
     group.add_argument("--num-tokens", type=int, default=4, help="sparse tokens per text prompt")
     group.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time, then save")
     group.add_argument("--concept-backend", choices=("bundled", "open_clip"), default="bundled", help="concept encoder")
@@ -51,6 +56,7 @@ def run_text(args: argparse.Namespace) -> int:
         click_probability=args.click_probability,
         pair_weight=args.pair_weight,
         caption_probability=args.caption_probability,
+        text_only_multimask=args.text_only_multimask,
         rounds=1 if args.rounds is None else args.rounds,
         silent_rounds=0,
         box_probability=args.box_probability,

@@ -36,12 +36,15 @@ class TextFirstPrompt:
         click: (P,) bool, a text object's first click is shown with the text (else the text alone).
         click_regions: (P, H, W) bool where the first click of a text object is drawn from
             (e.g. a whole's part, so that the text decides the level), or None for its mask.
+        alone_multimask: a text-only first prompt trains the 3 ambiguity outputs (the lowest loss
+            one, as for a single click) instead of the single-mask output.
     """
 
     tokens: torch.Tensor
     used: torch.Tensor
     click: torch.Tensor
     click_regions: Optional[torch.Tensor] = None
+    alone_multimask: bool = False
 
     def with_first_click(self, state: PromptState, generator: torch.Generator) -> PromptState:
         """``state`` with text objects point-first, their first click drawn from ``click_regions``."""
@@ -109,9 +112,13 @@ def run_session(
     candidates = torch.zeros(count, decoder.num_mask_tokens, dtype=torch.bool, device=targets.device)
     candidates[:, 1:] = ~state.is_box[:, None]
     candidates[:, 0] = state.is_box
-    if text is not None:  # a text prompt is not ambiguous: the single-mask output
+    if text is not None:  # text with a click names one object: the single-mask output
         candidates[text.used] = False
         candidates[text.used, 0] = True
+        if text.alone_multimask:  # text alone may fit several objects: the 3 ambiguity outputs
+            alone = text.used & ~text.click
+            candidates[alone, 0] = False
+            candidates[alone, 1:] = True
     previous_logits = None
     losses, ious = [], []
     for round_index in range(len(schedule) + 1):
