@@ -17,12 +17,21 @@ BUNDLED_WEIGHTS = "vit_tiny_synthetic.safetensors"
 BUNDLED_DESCRIPTION = "vit_tiny (4.1M parameters, 256x256 input) trained on promptseg's synthetic scenes"
 
 
+def bundled_weights_file(name: str, what: str = "bundled weights") -> Path:
+    """Path of the file ``name`` in the installed package's ``weights/`` folder.
+
+    Raises:
+        FileNotFoundError: the installation lacks it (``what`` names it in the message).
+    """
+    path = Path(str(resources.files("promptseg") / "weights" / name))
+    if not path.is_file():
+        raise FileNotFoundError(f"the {what} are missing from this installation: {path}")
+    return path
+
+
 def bundled_checkpoint() -> Path:
     """Path of the bundled weights inside the installed package."""
-    path = Path(str(resources.files("promptseg") / "weights" / BUNDLED_WEIGHTS))
-    if not path.is_file():
-        raise FileNotFoundError(f"the bundled weights are missing from this installation: {path}")
-    return path
+    return bundled_weights_file(BUNDLED_WEIGHTS)
 
 
 def build_bundled_sam(device: Optional[Union[str, torch.device]] = None, dtype: Optional[torch.dtype] = None) -> Sam:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Optional, Union
 
 import torch
 
+from promptseg.bundled import bundled_weights_file
 from promptseg.text.encoder import ConceptEncoder
 
 BACKENDS = ("bundled", "open_clip")
@@ -17,10 +17,7 @@ BUNDLED_CONCEPT_DESCRIPTION = "concept_tiny: a small CLIP-style dual encoder tra
 
 def bundled_concept_checkpoint() -> Path:
     """Path of the bundled concept encoder's weights inside the installed package."""
-    path = Path(str(resources.files("promptseg") / "weights" / BUNDLED_CONCEPT_WEIGHTS))
-    if not path.is_file():
-        raise FileNotFoundError(f"the bundled concept encoder weights are missing from this installation: {path}")
-    return path
+    return bundled_weights_file(BUNDLED_CONCEPT_WEIGHTS, "bundled concept encoder weights")
 
 
 def load_concept_encoder(

@@ -11,12 +11,12 @@ A text prompt goes: phrase -> concept encoder ``encode_text`` (N, D) -> :class:`
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import torch
 
+from promptseg.bundled import build_bundled_sam, bundled_weights_file
 from promptseg.checkpoint import identify_model_type
 from promptseg.errors import CheckpointError
 from promptseg.text.checkpoint import read_text_checkpoint
@@ -80,10 +80,7 @@ class TextPrompting:
 
 def bundled_text_checkpoint() -> Path:
     """Path of the bundled text weights (the bundled model's text prompt encoder and mask decoder)."""
-    path = Path(str(resources.files("promptseg") / "weights" / BUNDLED_TEXT_WEIGHTS))
-    if not path.is_file():
-        raise FileNotFoundError(f"the bundled text weights are missing from this installation: {path}")
-    return path
+    return bundled_weights_file(BUNDLED_TEXT_WEIGHTS, "bundled text weights")
 
 
 def load_text_model(
@@ -106,7 +103,6 @@ def load_text_model(
         (sam, text) for ``SamPredictor(sam, text=text)``.
     """
     from promptseg.build import build_sam
-    from promptseg.bundled import build_bundled_sam
 
     path = Path(checkpoint) if checkpoint is not None else bundled_text_checkpoint()
     stored = read_text_checkpoint(path)
