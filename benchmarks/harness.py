@@ -51,19 +51,22 @@ def bf16_matmul_tflops(size: int = 8192) -> float:
 
 
 def environment() -> dict[str, str]:
-    """Device name, torch version and the git commit the benchmark ran at (``PROMPTSEG_COMMIT`` when set:
-    the GPU machine gets a copy of the working tree without ``.git``, and tests/gpu/session.sh passes it on)."""
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    if os.environ.get("PROMPTSEG_COMMIT"):
-        return {"device": device, "torch": torch.__version__, "commit": os.environ["PROMPTSEG_COMMIT"]}
+    """Device name, torch version and the git commit the benchmark ran at: the checkout's (``-dirty`` when a
+    tracked file other than a results file differs), else ``PROMPTSEG_COMMIT`` (the GPU machine gets a copy
+    of the working tree without ``.git``; tests/gpu/session.sh passes it on), else 'unknown'. The same rule
+    as tests/gpu/summarize.py."""
+    here = Path(__file__).parent
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=here).stdout.strip()
+        # Results written by an earlier benchmark run are not a change to the code being measured.
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", ":(top,exclude)benchmarks/results"],
+            capture_output=True, text=True, cwd=here,
         ).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
         commit += "-dirty" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+        commit = os.environ.get("PROMPTSEG_COMMIT") or "unknown"
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     return {"device": device, "torch": torch.__version__, "commit": commit}
 
 
