@@ -43,13 +43,14 @@ def gpu_tag(device: str) -> str:
 
 
 def commit_of(root: Path) -> str:
-    """The checkout's commit (``-dirty`` with local changes), else $PROMPTSEG_COMMIT, else 'unknown'
+    """The checkout's commit (``-dirty`` with local changes outside benchmarks/results/), else $PROMPTSEG_COMMIT, else 'unknown'
     (the device machine gets a copy of the working tree, maybe without .git)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True).stdout.strip()
+        # As benchmarks/harness.py: results left by an earlier run are not a change to the code.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                ":(top,exclude)benchmarks/results"], cwd=root, capture_output=True, text=True).stdout.strip()
         return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return os.environ.get("PROMPTSEG_COMMIT") or "unknown"
