@@ -11,7 +11,13 @@ import numpy as np
 import torch
 
 from promptseg import __version__
-from promptseg.ops import available_kernels, extension_loaded, kernels_enabled
+from promptseg.ops import (
+    available_kernels,
+    build_stamp_status,
+    extension_build_stamp,
+    extension_loaded,
+    kernels_enabled,
+)
 from promptseg.text.loading import BUNDLED_CONCEPT_DESCRIPTION, BUNDLED_CONCEPT_WEIGHTS
 from promptseg.text.vocabulary import COLOURS, FILLS, SHAPES
 
@@ -39,11 +45,30 @@ def environment_report() -> dict[str, object]:
         "cuda_available": cuda,
         "device": torch.cuda.get_device_name(0) if cuda else "cpu",
         "extension_built": extension_loaded(),
+        "build_stamp": build_stamp_report(),
         "kernels_enabled": kernels_enabled(),
         "concept_model": f"{BUNDLED_CONCEPT_DESCRIPTION} (weights/{BUNDLED_CONCEPT_WEIGHTS})",
         "vocabulary": f"colours {', '.join(COLOURS)}; shapes {', '.join(SHAPES)}; fills {', '.join(FILLS)}",
         "kernels": available_kernels(),
     }
+
+
+STAMP_STATUS = {
+    "matches": "matches csrc/ and setup.py",
+    "stale": "STALE: csrc/ or setup.py changed since this build; rebuild it (setup.py build_ext --inplace)",
+    "unstamped": "built without setup.py's stamp header: its sources are unknown",
+    "no sources": "no csrc/ here to compare with",
+}
+
+
+def build_stamp_report() -> str:
+    """The loaded extension's build stamp (12 hex digits) and how it compares with the sources here."""
+    if not extension_loaded():
+        return "none: the CUDA extension was not built"
+    stamp = extension_build_stamp()
+    if stamp is None:
+        return "none: built before build stamps (rebuild it)"
+    return f"{stamp[:12]} ({STAMP_STATUS[build_stamp_status(stamp)]})"
 
 
 def format_report(report: dict[str, object]) -> str:

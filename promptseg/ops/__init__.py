@@ -7,6 +7,7 @@ routes the call to it. The model never learns which implementation ran; :func:`k
 tells a caller whether a kernel would.
 """
 
+from promptseg.ops.build_stamp import build_stamp_status
 from promptseg.ops.decoder_attention import (
     gathered_token_attention,
     gathered_token_attention_reference,
@@ -18,6 +19,7 @@ from promptseg.ops.dispatch import (
     DISABLE_ENV,
     available_kernels,
     check_backend,
+    extension_build_stamp,
     extension_loaded,
     kernel_available,
     kernels_enabled,
@@ -39,7 +41,9 @@ __all__ = [
     "BACKENDS",
     "DISABLE_ENV",
     "available_kernels",
+    "build_stamp_status",
     "check_backend",
+    "extension_build_stamp",
     "extension_loaded",
     "gathered_token_attention",
     "gathered_token_attention_reference",

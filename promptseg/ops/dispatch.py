@@ -39,6 +39,13 @@ def extension_loaded() -> bool:
     return _extension() is not None
 
 
+def extension_build_stamp() -> Optional[str]:
+    """The build stamp compiled into the loaded extension (see :mod:`promptseg.ops.build_stamp`); None
+    when the extension is not built or predates stamps."""
+    stamp = getattr(_extension(), "build_stamp", None)
+    return stamp() if callable(stamp) else None
+
+
 def kernels_enabled() -> bool:
     """False when ``PROMPTSEG_DISABLE_KERNELS=1`` forces the reference everywhere."""
     return os.environ.get(DISABLE_ENV, "0") not in ("1", "true", "TRUE", "yes")
