@@ -4,6 +4,7 @@ CPU only: a library file here is a few bytes holding the marker, as csrc/module.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -25,6 +26,13 @@ from promptseg.ops.build_stamp import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_summarize():
+    spec = importlib.util.spec_from_file_location("gpu_summarize", ROOT / "tests" / "gpu" / "summarize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture
@@ -93,6 +101,19 @@ def test_module_cpp_compiles_in_the_marker_this_module_reads():
     text = (ROOT / "csrc" / "module.cpp").read_text()
     assert f'"{STAMP_MARKER.decode()}" PROMPTSEG_BUILD_STAMP' in text
     assert f'#define PROMPTSEG_BUILD_STAMP "{UNSTAMPED}"' in text
+
+
+def test_session_stamp_check_of_a_library_file(tmp_path: Path):
+    """tests/gpu/session.sh decides between reusing and rebuilding with `summarize.py stamp FILE`."""
+    summarize = load_summarize()
+    assert summarize.stamp_state(library(tmp_path / "current.so", source_stamp(ROOT))) == "matches"
+    assert summarize.stamp_state(library(tmp_path / "stale.so", "f" * 64)) == "stale"
+    assert summarize.stamp_state(tmp_path / "absent.so") == "missing"
+    command = [sys.executable, str(ROOT / "tests" / "gpu" / "summarize.py"), "stamp"]
+    result = subprocess.run([*command, str(tmp_path / "stale.so")], capture_output=True, text=True)
+    assert (result.returncode, result.stdout.strip()) == (1, "stale")
+    result = subprocess.run([*command, str(tmp_path / "current.so")], capture_output=True, text=True)
+    assert (result.returncode, result.stdout.strip()) == (0, "matches")
 
 
 def test_extension_build_stamp_comes_from_the_loaded_module(monkeypatch):

@@ -11,9 +11,14 @@
 #                                         official model, pycocotools, the annotation server's FastAPI stack)
 #   benchmarks/vendor/segment-anything-fast   pytorch-labs/segment-anything-fast (its package, licence and
 #                                         README at one commit) for the side-by-side benchmarks
+#   gpu_carry/commit.txt                  this checkout's commit, with -dirty when a tracked file (outside
+#                                         benchmarks/results/) differs: what the records name (the device's
+#                                         copy has no .git). Run this script again after every commit.
+#   gpu_carry/_C*.so                      (optional, put there by hand) a build returned by an earlier run;
+#                                         removed here when its build stamp no longer matches the sources
 # Idempotent: wheels already there are kept, other versions of the same packages are removed, and the
-# checkout is rewritten only when the mirror's commit changed. Ends by printing the total size and
-# the `carry` list for the device calls.
+# checkout is rewritten only when the mirror's commit changed. Ends by printing the total size, the
+# `carry` list and the device command.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYTHON="${PYTHON:-python3}"
@@ -53,25 +58,24 @@ PLATFORMS=(manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 man
 WHEEL_DIR=.whl
 SAM_FAST_DIR=benchmarks/vendor/segment-anything-fast
 SAM_FAST_FILES=(segment_anything_fast LICENSE README.md setup.py)
-PREBUILT_DIR=gpu_prebuilt   # where a returned promptseg/_C*.so goes to be carried (see README.md)
+CARRY_DIR=gpu_carry   # commit.txt, and a returned promptseg/_C*.so to be carried (see README.md)
 
 mirror="${SAM_FAST_MIRROR:-}"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --sam-fast-mirror) mirror="${2:?--sam-fast-mirror needs a path}"; shift 2 ;;
     --sam-fast-mirror=*) mirror="${1#*=}"; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "prepare.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 
-# --- 1. ignore the folders (in .git/info/exclude unless .gitignore already does) -------------------
-exclude="$(git rev-parse --git-path info/exclude)"
-mkdir -p "$(dirname "$exclude")"
-touch "$exclude"
-[[ -s "$exclude" && -n "$(tail -c 1 "$exclude")" ]] && echo >>"$exclude"   # end its last line
-for folder in "$WHEEL_DIR" "$SAM_FAST_DIR" "$PREBUILT_DIR"; do
+# --- 1. ignore the folders (.gitignore does; else .git/info/exclude) --------------------------------------
+for folder in "$WHEEL_DIR" "$SAM_FAST_DIR" "$CARRY_DIR"; do
   if ! git check-ignore -q --no-index "$folder/x"; then
+    exclude="$(git rev-parse --git-path info/exclude)"
+    mkdir -p "$(dirname "$exclude")"
+    [[ -s "$exclude" && -n "$(tail -c 1 "$exclude")" ]] && echo >>"$exclude"   # end its last line
     echo "/$folder/" >>"$exclude"
     echo "added /$folder/ to $exclude"
   fi
@@ -166,9 +170,28 @@ else
   echo "wrote segment-anything-fast $commit (from $git_dir) to $SAM_FAST_DIR"
 fi
 
-# --- 4. sizes and the carry list -----------------------------------------------------------------------
-carry=("$WHEEL_DIR" "$(dirname "$SAM_FAST_DIR")")
-compgen -G "$PREBUILT_DIR/_C*.so" >/dev/null && carry+=("$PREBUILT_DIR")
+# --- 4. the commit, a carried build ---------------------------------------------------------------------
+# The rule of tests/gpu/summarize.py and benchmarks/harness.py: results files do not make the tree dirty.
+mkdir -p "$CARRY_DIR"
+commit="$(git rev-parse HEAD)"
+if [[ -n "$(git status --porcelain --untracked-files=no -- ':/' ':(top,exclude)benchmarks/results')" ]]; then
+  commit+="-dirty"
+fi
+echo "$commit" >"$CARRY_DIR/commit.txt"
+echo "wrote $CARRY_DIR/commit.txt: $commit"
+for library in "$CARRY_DIR"/_C*.so; do
+  [[ -e "$library" ]] || continue
+  state="$("$PYTHON" tests/gpu/summarize.py stamp "$library" || true)"
+  if [[ $state == matches ]]; then
+    echo "have $library (its build stamp matches the sources)"
+  else
+    echo "removing $library: its build stamp is $state (the device rebuilds from these sources)"
+    rm -f "$library"
+  fi
+done
+
+# --- 5. sizes, the carry list and the command ---------------------------------------------------------------
+carry=("$WHEEL_DIR" "$(dirname "$SAM_FAST_DIR")" "$CARRY_DIR")
 bytes() { du -sb "$@" | awk '{s += $1} END {print s + 0}'; }
 mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
 carried="$(bytes "${carry[@]}")"
@@ -183,6 +206,5 @@ if (( carried + tree > 60 * 1048576 )); then
   echo "prepare.sh: WARNING: that is close to or over the 64 MiB limit" >&2
 fi
 json="$(printf '"%s", ' "${carry[@]}")"
-echo "carry: [${json%, }]"
-echo "device command: PROMPTSEG_COMMIT=$(git rev-parse --short HEAD) bash tests/gpu/session.sh all"
-echo "then (issue 13, see tests/gpu/README.md): PROMPTSEG_COMMIT=$(git rev-parse --short HEAD) PROMPTSEG_PREBUILT=gpu_prebuilt bash tests/gpu/session.sh bench-annotate"
+echo "device call (tests/gpu/README.md): timeout_s 540, carry [${json%, }], command:"
+echo "  bash tests/gpu/session.sh all"

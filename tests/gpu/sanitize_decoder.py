@@ -1,4 +1,4 @@
-"""Small runs of every decoder kernel path, for compute-sanitizer (see sanitize_decoder.sh).
+"""Small runs of every decoder kernel path, for compute-sanitizer (run by sanitize_kernels.py).
 
 Covers the attention kernel with one split and with several (plus the merge kernel), with and
 without a key padding mask, gathered query and key/value rows, head_dim 8 to 64, and the mask

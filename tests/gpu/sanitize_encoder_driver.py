@@ -1,4 +1,4 @@
-"""Small ``torch.ops.promptseg.vit_attention`` calls for compute-sanitizer (see sanitize_encoder.sh).
+"""Small ``torch.ops.promptseg.vit_attention`` calls for compute-sanitizer (run by sanitize_kernels.py).
 
 Covers both dtypes, head dims 64 and 80, windows with padding (with and without a qkv bias),
 an odd global grid with interpolated rel-pos tables, a grid narrower than 8 columns and a call

@@ -1,37 +1,51 @@
 """The records of a tests/gpu/session.sh run: what each check did, in JSON.
 
-    python tests/gpu/summarize.py env LOGS            # LOGS/env.json: device, torch, CUDA, commit (imports torch)
-    python tests/gpu/summarize.py write LOGS OUT      # OUT/summary.json and OUT/gpu_checks_<gpu>.json
+    python tests/gpu/summarize.py env LOGS             # LOGS/env.json: device, torch, toolchain, commit (imports torch)
+    python tests/gpu/summarize.py stamp FILE           # matches | stale | unstamped | missing: FILE's build stamp
+    python tests/gpu/summarize.py sanitizer            # the path of compute-sanitizer (exit 1: not found)
+    python tests/gpu/summarize.py write LOGS OUT [STEPS] [--print]   # OUT/gpu_checks_<gpu>.json, OUT/session_log.txt
+    python tests/gpu/summarize.py merge FIRST SECOND OUT           # one record from a run and its rerun
 
 ``write`` reads only files (no torch): LOGS/env.json, LOGS/checks.tsv (one line per check that
-session.sh ran: name, group, status, exit code, seconds, log file, note), the pytest JUnit XML
-(or, when pytest was stopped before writing it, its ``-v`` log) and the compute-sanitizer logs.
-It is run after every check, so the records are current even when a later check is killed.
+session.sh ran: name, group, status, exit code, seconds, log file, note), LOGS/results.tsv (the
+benchmark result files and whether each came back as a file), the pytest JUnit XML (or, when pytest
+was stopped before writing it, its ``-v`` log) and the compute-sanitizer logs. It is run after every
+check, so the records are current even when a later check is killed.
 
-``gpu_checks_<gpu>.json`` is the record to commit to benchmarks/results/: device, torch, commit,
-passed/failed/skipped counts per test file, and per sanitizer tool and target.
+``gpu_checks_<gpu>.json`` is the record to commit to benchmarks/results/: device, torch, commit, the
+toolchain, every check's status, seconds and note, passed/failed/skipped counts per test file, and per
+sanitizer tool. ``session_log.txt`` holds the start and the end of every check's log.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parents[2]
 PYTEST_JUNIT = "pytest_gpu.xml"
-PYTEST_LOG = "pytest-gpu.log"
+PYTEST_LOG = "tests.log"  # the log of the check named tests
+RECORD_LOG = "session_log.txt"
+LOG_HEAD_LINES, LOG_TAIL_LINES, TESTS_TAIL_LINES, LINE_CHARS = 40, 200, 600, 2000
 OUTCOMES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed")
 VERBOSE_LINE = re.compile(r"^(?P<file>[^\s:]*\.py)?::(?P<test>.+?) (?P<outcome>PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS)\b")
 VERBOSE_OUTCOME = {"PASSED": "passed", "FAILED": "failed", "ERROR": "error", "SKIPPED": "skipped",
                    "XFAIL": "xfailed", "XPASS": "xpassed"}
 ERROR_SUMMARY = re.compile(r"ERROR SUMMARY: (\d+) errors?")
+STEP_OF_CHECK = {"info": "build", "wheels": None}  # checks that session.sh runs as part of a step, or always
+UNSUPPORTED_DEVICE = "Device not supported"  # compute-sanitizer under gVisor (the device library's KINDS.md)
 RACECHECK_SUMMARY = re.compile(r"RACECHECK SUMMARY: (\d+) hazards? displayed \((\d+) errors?, (\d+) warnings?\)")
 
 
@@ -56,9 +70,90 @@ def commit_of(root: Path) -> str:
         return os.environ.get("PROMPTSEG_COMMIT") or "unknown"
 
 
+def _version_of(command: list[str], pattern: str = "") -> str | None:
+    """The first line of ``command``'s output that matches ``pattern`` (regex), or None when it does not run."""
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = [line.strip() for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    matching = [line for line in lines if re.search(pattern, line)] if pattern else lines
+    return matching[0] if matching else None
+
+
+def _tool(path: str | None, version_args: list[str], pattern: str = "") -> dict:
+    """{path, version} of an executable (path None when it was not found)."""
+    if not path:
+        return {"path": None, "version": None}
+    return {"path": path, "version": _version_of([path, *version_args], pattern)}
+
+
+def find_nvcc() -> str | None:
+    """nvcc as setup.py's build finds it: $CUDA_HOME/bin, /usr/local/cuda/bin, then PATH."""
+    cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    candidates = [Path(cuda_home) / "bin" / "nvcc"] if cuda_home else []
+    candidates += [Path("/usr/local/cuda/bin/nvcc"), Path(shutil.which("nvcc") or "/nonexistent")]
+    return next((str(path) for path in candidates if path.is_file()), None)
+
+
+def find_compute_sanitizer() -> str | None:
+    """compute-sanitizer: $COMPUTE_SANITIZER, PATH, beside nvcc (its bin/ and the toolkit's
+    compute-sanitizer/), under $CUDA_HOME, /usr/local/cuda and /usr/local/cuda-*."""
+    if os.environ.get("COMPUTE_SANITIZER"):
+        return os.environ["COMPUTE_SANITIZER"]
+    if found := shutil.which("compute-sanitizer"):
+        return found
+    homes = []
+    if nvcc := find_nvcc():
+        homes += [Path(nvcc).parent.parent, Path(nvcc).resolve().parent.parent]
+    for variable in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(variable):
+            homes.append(Path(os.environ[variable]))
+    homes += [Path("/usr/local/cuda"), *sorted(Path("/usr/local").glob("cuda-*"), reverse=True)]
+    for home in homes:
+        for path in (home / "bin" / "compute-sanitizer", home / "compute-sanitizer" / "compute-sanitizer"):
+            if path.is_file() and os.access(path, os.X_OK):
+                return str(path)
+    return None
+
+
+def _package(name: str) -> dict:
+    """{version, path} of an installed Python package, without importing it."""
+    try:
+        version = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    spec = importlib.util.find_spec(name)
+    return {"version": version, "path": str(Path(spec.origin).parent) if spec and spec.origin else None}
+
+
+def build_stamp_module():
+    """promptseg/ops/build_stamp.py, loaded by path (promptseg's package imports torch)."""
+    spec = importlib.util.spec_from_file_location("_promptseg_build_stamp", ROOT / "promptseg" / "ops" / "build_stamp.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def toolchain() -> dict:
+    """What building and checking the extension uses: versions and paths."""
+    include = sysconfig.get_paths()["include"]
+    cxx = os.environ.get("CXX", "c++")
+    return {
+        "setuptools": _package("setuptools"),
+        "nvcc": _tool(find_nvcc(), ["--version"], r"release"),
+        "gcc": _tool(shutil.which("gcc"), ["-dumpfullversion"]),
+        "cxx": _tool(shutil.which(cxx), ["--version"]),
+        "python_headers": {"path": include, "python_h": (Path(include) / "Python.h").is_file(),
+                           "version": sysconfig.get_python_version()},
+        "ninja": _tool(shutil.which("ninja"), ["--version"]),
+        "compute_sanitizer": _tool(find_compute_sanitizer(), ["--version"], r"[Vv]ersion"),
+    }
+
+
 def write_env(logs: Path) -> dict:
     env = {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "python": platform.python_version(),
-           "commit": commit_of(Path(__file__).resolve().parents[2]), "host": platform.node()}
+           "commit": commit_of(ROOT), "host": platform.node(), "source_stamp": build_stamp_module().source_stamp(ROOT)}
     try:
         import torch
 
@@ -72,9 +167,19 @@ def write_env(logs: Path) -> dict:
     except Exception as error:  # noqa: BLE001  (recorded: the records are still written)
         env.update(device="unknown", torch=None, torch_error=f"{type(error).__name__}: {error}")
     env["gpu"] = gpu_tag(env["device"])
+    env["toolchain"] = toolchain()
     logs.mkdir(parents=True, exist_ok=True)
     (logs / "env.json").write_text(json.dumps(env, indent=2) + "\n")
     return env
+
+
+def stamp_state(library: Path) -> str:
+    """``matches``, ``stale``, ``unstamped`` or ``missing``: how ``library``'s build stamp compares with
+    the sources of this checkout (read from the file's bytes: it need not load)."""
+    if not library.is_file():
+        return "missing"
+    module = build_stamp_module()
+    return module.build_stamp_status(module.file_stamp(library), ROOT)
 
 
 def read_checks(logs: Path) -> list[dict]:
@@ -157,12 +262,11 @@ def tests_record(logs: Path) -> dict | None:
 
 
 def sanitizer_record(logs: Path, checks: list[dict]) -> dict:
-    """{tool: {target: {status, errors, warnings, seconds}}} from the checks named <tool>-<target>."""
+    """{tool: {status, seconds, errors (and hazards, warnings for racecheck), note}} from the sanitizer checks."""
     record: dict[str, dict] = {}
     for check in checks:
         if check["group"] != "sanitizer":
             continue
-        tool, _, target = check["name"].partition("-")
         entry = {"status": check["status"], "seconds": check["seconds"]}
         text = (logs / check["log"]).read_text(errors="replace") if check["log"] and (logs / check["log"]).is_file() else ""
         if match := RACECHECK_SUMMARY.search(text):
@@ -171,70 +275,163 @@ def sanitizer_record(logs: Path, checks: list[dict]) -> dict:
             entry.update(errors=int(match[1]))
         if check["note"]:
             entry["note"] = check["note"]
-        record.setdefault(tool, {})[target] = entry
-    for tool, targets in record.items():
-        statuses = {entry["status"] for entry in targets.values()}
-        targets["all"] = "failed" if statuses & {"failed", "timeout"} else "passed" if statuses == {"passed"} else "partial"
+        if UNSUPPORTED_DEVICE in text:
+            entry["runtime"] = "compute-sanitizer refused the device (seen on gVisor machines): no finding about the kernels"
+        record[check["name"]] = entry
     return record
 
 
-def write_records(logs: Path, out: Path, phase: str) -> tuple[dict, dict]:
+def read_results(logs: Path) -> dict[str, dict]:
+    """{check name: {file, returned_as}} from LOGS/results.tsv: ``file`` in OUT, or ``log`` (session_log.txt)."""
+    path = logs / "results.tsv"
+    results = {}
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        fields = line.split("\t")
+        if len(fields) == 3:
+            results[fields[0]] = {"file": fields[1], "returned_as": "file" if fields[2] == "file" else RECORD_LOG}
+    return results
+
+
+def short_of_time(checks: list[dict]) -> list[str]:
+    """The steps of session.sh (for a rerun) whose checks were skipped because the budget had no time left."""
+    steps = []
+    for check in checks:
+        if check["status"] == "skipped" and "no time left" in (check["note"] or ""):
+            step = STEP_OF_CHECK.get(check["name"], check["name"])
+            if step is not None and step not in steps:
+                steps.append(step)
+    return steps
+
+
+def build_record(logs: Path, steps: str) -> dict:
+    """The record of a run: environment, every check, tests per file, sanitizers, benchmarks."""
     env_path = logs / "env.json"
     env = json.loads(env_path.read_text()) if env_path.is_file() else {"device": "unknown", "gpu": "unknown"}
     checks = read_checks(logs)
+    results = read_results(logs)
     counts = Counter(check["status"] for check in checks)
-    summary = {
-        "phase": phase,
-        "ok": bool(checks) and all(check["status"] in ("passed", "skipped") for check in checks),
-        "counts": {status: counts.get(status, 0) for status in ("passed", "failed", "timeout", "skipped")},
-        "env": env,
-        "checks": checks,
-    }
     record = {
         "device": env.get("device"), "capability": env.get("capability"), "torch": env.get("torch"),
         "cuda": env.get("cuda"), "python": env.get("python"), "commit": env.get("commit"), "date": env.get("date"),
-        "phase": phase,
-        "checks": {check["name"]: check["status"] for check in checks},
+        "steps": steps,
+        "ok": bool(checks) and all(check["status"] in ("passed", "skipped") for check in checks),
+        "counts": {status: counts.get(status, 0) for status in ("passed", "failed", "timeout", "skipped")},
+        "short_of_time": short_of_time(checks),
+        "checks": checks,
         "tests": tests_record(logs),
         "sanitizer": sanitizer_record(logs, checks),
-        "bench_smoke": {check["name"]: check["status"] for check in checks if check["group"] == "smoke"},
-        "benchmarks": {check["name"]: check["status"] for check in checks if check["group"] == "benchmark"},
+        "benchmarks": {check["name"]: {"status": check["status"], **results.get(check["name"], {})}
+                       for check in checks if check["group"] == "benchmark"},
+        "env": env,
     }
-    if record["tests"] is not None and any(c["name"] == "pytest-gpu" and c["status"] == "timeout" for c in checks):
+    if record["tests"] is not None and any(c["name"] == "tests" and c["status"] == "timeout" for c in checks):
         record["tests"]["complete"] = False  # stopped at the time limit: the tests after it did not run
+    return record
+
+
+def log_excerpt(path: Path, tail: int) -> list[str]:
+    """The first LOG_HEAD_LINES and the last ``tail`` lines of a log, each cut to LINE_CHARS."""
+    lines = [line[:LINE_CHARS] for line in path.read_text(errors="replace").splitlines()]
+    if len(lines) > LOG_HEAD_LINES + tail:
+        lines = [*lines[:LOG_HEAD_LINES], f"[... {len(lines) - LOG_HEAD_LINES - tail} lines left out ...]", *lines[-tail:]]
+    return lines
+
+
+def session_log(logs: Path, checks: list[dict]) -> str:
+    """Every check's status line and the start and end of its log, in the order they ran."""
+    parts = []
+    for check in checks:
+        seconds = f", {check['seconds']:.0f} s" if check["seconds"] is not None else ""
+        parts.append(f"==== {check['name']}: {check['status']} (exit {check['rc']}{seconds})"
+                     + (f": {check['note']}" if check["note"] else ""))
+        if check["log"] and (logs / check["log"]).is_file():
+            parts.extend(log_excerpt(logs / check["log"], TESTS_TAIL_LINES if check["group"] == "tests" else LOG_TAIL_LINES))
+    return "\n".join(parts) + "\n"
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step (a command killed meanwhile leaves the old file)."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def record_name(record: dict) -> str:
+    return f"gpu_checks_{record['env'].get('gpu', 'unknown')}.json"
+
+
+def write_records(logs: Path, out: Path, steps: str) -> dict:
+    """OUT/gpu_checks_<gpu>.json and OUT/session_log.txt from LOGS; returns the record."""
+    record = build_record(logs, steps)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if env_path.is_file():  # the record names its device: none before env.json is there
-        (out / f"gpu_checks_{env.get('gpu', 'unknown')}.json").write_text(json.dumps(record, indent=2) + "\n")
-    return summary, record
+    _write(out / record_name(record), json.dumps(record, indent=2) + "\n")
+    _write(out / RECORD_LOG, session_log(logs, record["checks"]))
+    return record
 
 
-def print_table(summary: dict, record: dict) -> None:
-    env = summary["env"]
+def merge_records(first: dict, second: dict) -> dict:
+    """One record from a run and its rerun on the same device: each check as the later run that did not
+    skip it has it; tests, sanitizer tools and benchmarks likewise."""
+    def ran(check: dict) -> bool:
+        return check["status"] != "skipped"
+
+    checks = {check["name"]: check for check in first["checks"]}
+    for check in second["checks"]:
+        if ran(check) or check["name"] not in checks:
+            checks[check["name"]] = check
+    merged = {**first, "checks": list(checks.values()), "env": second["env"], "merged_from": [
+        {key: record.get(key) for key in ("date", "commit", "steps")} for record in (first, second)]}
+    if any(check["name"] == "tests" and ran(check) for check in second["checks"]):
+        merged["tests"] = second["tests"]
+    for key in ("sanitizer", "benchmarks"):
+        merged[key] = {**first[key], **{name: entry for name, entry in second[key].items() if entry["status"] != "skipped"}}
+    counts = Counter(check["status"] for check in merged["checks"])
+    merged["counts"] = {status: counts.get(status, 0) for status in ("passed", "failed", "timeout", "skipped")}
+    merged["ok"] = all(check["status"] in ("passed", "skipped") for check in merged["checks"])
+    merged["short_of_time"] = short_of_time(merged["checks"])
+    return merged
+
+
+def print_table(record: dict) -> None:
+    env = record["env"]
     print(f"== {env.get('device')} (sm {env.get('capability')}), torch {env.get('torch')}, commit {env.get('commit')}")
-    for check in summary["checks"]:
+    for check in record["checks"]:
         seconds = f"{check['seconds']:.0f}s" if check["seconds"] is not None else ""
         note = f"  ({check['note']})" if check["note"] else ""
-        print(f"  {check['status']:<8} {check['name']:<28} {seconds:>6}{note}")
+        print(f"  {check['status']:<8} {check['name']:<20} {seconds:>6}{note}")
     tests = record["tests"]
     if tests:
         totals = ", ".join(f"{value} {key}" for key, value in tests["totals"].items() if value)
         print(f"  pytest -m gpu: {totals or 'nothing ran'}{'' if tests['complete'] else ' (incomplete)'}")
         for failure in tests["failures"][:20]:
             print(f"    FAILED {failure}")
-    print(f"== {'OK' if summary['ok'] else 'NOT OK'}: " + ", ".join(f"{v} {k}" for k, v in summary["counts"].items()))
+    if record["short_of_time"]:
+        print(f"== no time left for: {' '.join(record['short_of_time'])}; "
+              f"rerun them with: bash tests/gpu/session.sh {' '.join(record['short_of_time'])}")
+    print(f"== {'OK' if record['ok'] else 'NOT OK'}: " + ", ".join(f"{v} {k}" for k, v in record["counts"].items()))
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) >= 2 and argv[0] == "env":
-        env = write_env(Path(argv[1]))
-        print(json.dumps(env))
+    if len(argv) == 2 and argv[0] == "env":
+        print(json.dumps(write_env(Path(argv[1]))))
+        return 0
+    if argv == ["sanitizer"]:
+        path = find_compute_sanitizer()
+        print(path or "compute-sanitizer not found", file=sys.stdout if path else sys.stderr)
+        return 0 if path else 1
+    if len(argv) == 2 and argv[0] == "stamp":
+        state = stamp_state(Path(argv[1]))
+        print(state)
+        return 0 if state == "matches" else 1
+    if len(argv) == 4 and argv[0] == "merge":
+        merged = merge_records(*(json.loads(Path(path).read_text()) for path in argv[1:3]))
+        Path(argv[3]).write_text(json.dumps(merged, indent=2) + "\n")
         return 0
     args = [arg for arg in argv if arg != "--print"]
-    if len(args) >= 3 and args[0] == "write":
-        summary, record = write_records(Path(args[1]), Path(args[2]), args[3] if len(args) > 3 else "")
+    if 3 <= len(args) <= 4 and args[0] == "write":
+        record = write_records(Path(args[1]), Path(args[2]), args[3] if len(args) > 3 else "")
         if "--print" in argv:
-            print_table(summary, record)
+            print_table(record)
         return 0
     print(__doc__, file=sys.stderr)
     return 2
