@@ -7,7 +7,7 @@ from promptseg.automatic import SamAutomaticMaskGenerator
 from promptseg.build_sam import build_sam, build_sam_vit_b, build_sam_vit_h, build_sam_vit_l, sam_model_registry
 from promptseg.errors import CheckpointError, ImageNotSetError, UnknownModelTypeError
 from promptseg.predictor import SamPredictor
-from promptseg.text.find import find_instances
+from promptseg.find import find_instances
 
 __version__ = "0.1.0"
 

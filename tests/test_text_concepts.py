@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -100,7 +102,7 @@ def test_text_validation():
 # ---------------------------------------------------------------- the bundled concept encoder
 from promptseg.data.concepts import CONCEPT_HELD_OUT_SEED  # noqa: E402
 from promptseg.text import BundledConceptEncoder, ConceptEncoder, load_concept_encoder  # noqa: E402
-from promptseg.text.evaluate import caption_retrieval  # noqa: E402
+from promptseg.train.concepts_eval import caption_retrieval  # noqa: E402
 
 RETRIEVAL_SCENES = 100
 
@@ -273,3 +275,40 @@ def test_info_lists_the_concept_model_and_vocabulary(capsys):
     out = capsys.readouterr().out
     assert "concept_tiny_synthetic.safetensors" in out
     assert all(word in out for word in (*COLOURS, *SHAPES, *FILLS))
+
+
+def test_cli_train_concepts_smoke(tmp_path):
+    """``promptseg train --concepts`` trains a concept encoder of the bundled kind and writes a file it loads."""
+    from promptseg.cli import main
+
+    out = tmp_path / "run"
+    arguments = ["train", "--concepts", "--scenes", "4", "--steps", "2", "--batch-size", "8", "--val-scenes", "2"]
+    assert main([*arguments, "--out", str(out)]) == 0
+    path = out / "concept_model.safetensors"
+    encoder = load_concept_encoder("bundled", checkpoint=path)
+    assert isinstance(encoder, BundledConceptEncoder)
+    assert encoder.encode_text(["red star"]).shape == (1, encoder.dim)
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        record = json.loads(handle.metadata()["training"])
+    assert record["steps"] == 2 and record["train_scenes"] == 4 and record["batch_size"] == 8
+
+
+def test_text_imports_nothing_from_above():
+    """text/ sits below data/, train/ and the API floor (issue 22): none of its modules imports them (nor the
+    package root, which imports the API floor), lazily or not."""
+    import ast
+    from pathlib import Path
+
+    import promptseg.text
+
+    above = ("annotate", "automatic", "cli", "data", "distributed", "export", "find", "predictor", "train", "zeroshot")
+    found = []
+    for path in sorted(Path(promptseg.text.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
+            found += [f"{path.name}: {name}" for name in names
+                      if name == "promptseg" or name.split(".")[:2] in (["promptseg", a] for a in above)]
+    assert not found, found

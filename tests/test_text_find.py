@@ -12,9 +12,9 @@ from promptseg import SamAutomaticMaskGenerator, find_instances
 from promptseg.bundled import build_bundled_sam
 from promptseg.cli import main
 from promptseg.data.concepts import CONCEPT_HELD_OUT_SEED, generate_concept_scene
+from promptseg.find import BUNDLED_PROPOSALS
 from promptseg.text import load_concept_encoder
-from promptseg.text.evaluate import concept_queries, match_instances
-from promptseg.text.find import BUNDLED_PROPOSALS
+from promptseg.train.concepts_eval import concept_queries, match_instances
 
 FIND_SCENES = 16
 

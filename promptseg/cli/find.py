@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from promptseg.text.find import BUNDLED_PROPOSALS, find_instances, proposal_generator
+    from promptseg.find import BUNDLED_PROPOSALS, find_instances, proposal_generator
     from promptseg.text.loading import load_concept_encoder
 
     if args.clip_model is not None and args.clip_checkpoint is None:

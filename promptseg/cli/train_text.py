@@ -1,18 +1,25 @@
-"""``promptseg train --text``: the options and the run of text prompt training (see
-:mod:`promptseg.train.text`)."""
+"""``promptseg train --text`` and ``promptseg train --concepts``: their options and runs (see
+:mod:`promptseg.train.text`, text prompt training, and :mod:`promptseg.train.concepts`, concept
+encoder training)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Optional, TypeVar
+
+Number = TypeVar("Number", int, float)
 
 
 def add_text_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options that only ``--text`` reads."""
-    group = parser.add_argument_group("text prompts (--text)")
-    group.add_argument("--scenes", type=int, default=300, help="captioned training scenes (default 300)")
+    """Options that only ``--text`` or ``--concepts`` reads."""
+    group = parser.add_argument_group("text prompts and concepts (--text, --concepts)")
+    group.add_argument(
+        "--scenes", type=int, default=None,
+        help="captioned training scenes (default 300 with --text; 2000 with --concepts, each giving ~5 crops)",
+    )
     group.add_argument("--text-val-scenes", type=int, default=30, help="captioned validation scenes (default 30)")
-    group.add_argument("--steps", type=int, default=1200, help="optimizer updates (default 1200)")
+    group.add_argument("--steps", type=int, default=None, help="optimizer updates (default 1200 with --text, 1500 with --concepts)")
     group.add_argument("--objects-per-step", type=int, default=16, help="objects per update (default 16)")
     group.add_argument("--decoder-lr", type=float, default=3e-4, help="mask decoder learning rate; 0 freezes it")
     group.add_argument("--text-probability", type=float, default=0.7, help="chance an object's first prompt is its crop embedding")
@@ -28,7 +35,12 @@ def add_text_arguments(parser: argparse.ArgumentParser) -> None:
         "the single-mask output (a promptseg addition; off: the paper's recipe)",
     )
     group.add_argument("--num-tokens", type=int, default=4, help="sparse tokens per text prompt")
-    group.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time, then save")
+    group.add_argument(
+        "--max-minutes", type=float, default=None,
+        help="stop after this wall time, then save (with --concepts the budget counts data generation, and the "
+        "learning rate decays over it)",
+    )
+    group.add_argument("--threads", type=int, default=1, help="torch intra-op threads with --concepts (default 1)")
     group.add_argument("--concept-backend", choices=("bundled", "open_clip"), default="bundled", help="concept encoder")
     group.add_argument("--clip-model", default=None, help="open_clip architecture, e.g. ViT-B-16 (with --concept-backend open_clip)")
     group.add_argument("--clip-checkpoint", type=Path, default=None, help="local open_clip weights (no download)")
@@ -45,11 +57,11 @@ def run_text(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     config = TextTrainConfig(
         out_dir=args.out,
-        scenes=args.scenes,
+        scenes=_default(args.scenes, 300),
         val_scenes=args.text_val_scenes,
-        steps=args.steps,
+        steps=_default(args.steps, 1200),
         objects_per_step=args.objects_per_step,
-        lr=8e-3 if args.lr is None else args.lr,
+        lr=_default(args.lr, 8e-3),
         decoder_lr=args.decoder_lr,
         weight_decay=args.weight_decay,
         text_probability=args.text_probability,
@@ -77,3 +89,29 @@ def run_text(args: argparse.Namespace) -> int:
     metrics = trainer.fit()
     print(f"done: {metrics}; weights in {args.out / 'text_model.safetensors'}")
     return 0
+
+
+def run_concepts(args: argparse.Namespace) -> int:
+    """Train a concept encoder into ``args.out / CONCEPT_WEIGHTS``."""
+    from promptseg.train.concepts import CONCEPT_WEIGHTS, train
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / CONCEPT_WEIGHTS
+    train(
+        str(out),
+        scenes=_default(args.scenes, 2000),
+        steps=_default(args.steps, 1500),
+        batch_size=_default(args.batch_size, 128),
+        lr=_default(args.lr, 2e-3),
+        validation_scenes=args.val_scenes,
+        seed=args.seed,
+        max_minutes=args.max_minutes,
+        threads=args.threads,
+    )
+    print(f"done; weights in {out}")
+    return 0
+
+
+def _default(value: Optional[Number], default: Number) -> Number:
+    """``value``, or ``default`` when the option was not given (its default depends on --text / --concepts)."""
+    return default if value is None else value

@@ -19,8 +19,7 @@ from typing import Optional
 import numpy as np
 
 from promptseg.data.shapes import annulus, blob, ellipse, rectangle, regular_polygon, stroke
-from promptseg.data.synthetic import Scene, SeedLike
-from promptseg.data.synthetic import _visible_masks as visible_masks  # same room: the one occlusion rule
+from promptseg.data.synthetic import Scene, SeedLike, visible_masks
 from promptseg.data.textures import photo_crop, smooth_noise
 from promptseg.text.vocabulary import COLOURS, FILLS, SHAPES, parse_query, shape_matches
 

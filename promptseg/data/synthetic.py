@@ -101,7 +101,7 @@ def generate_scene(seed: SeedLike, size: int = 256, max_objects: int = 6, part_p
                 shapes.append(part)
                 parents.append(len(shapes) - 2)
                 kinds.append("part")
-    masks = _visible_masks(shapes, parents, size)
+    masks = visible_masks(shapes, parents, size)
     image = _finish(image, rng)
     return _drop_small(image, masks, np.array(parents, dtype=np.int64), tuple(kinds), min_area=0.004 * size * size)
 
@@ -120,8 +120,12 @@ def _part_inside(size: int, rng: np.random.Generator, whole: np.ndarray) -> np.n
     return None
 
 
-def _visible_masks(shapes: list[np.ndarray], parents: list[int], size: int) -> np.ndarray:
-    """(K, size, size): each instance minus what later objects (other than its own parts) paint over it."""
+def visible_masks(shapes: list[np.ndarray], parents: list[int], size: int) -> np.ndarray:
+    """(K, size, size) bool: each instance minus what later objects (other than its own parts) paint over it.
+
+    ``shapes`` are K (size, size) bool masks in paint order; ``parents[k]`` is the index of the whole that
+    instance k is a part of, or -1. Neither is modified. The one occlusion rule of every synthetic scene generator.
+    """
     masks = np.stack(shapes) if shapes else np.zeros((0, size, size), dtype=bool)
     visible = masks.copy()
     for index in range(len(shapes)):

@@ -1,10 +1,10 @@
 """Text and concepts: the concept vocabulary, concept encoders (a bundled one and open_clip),
-object crops and ``find_instances``."""
+object crops and the text prompt encoder. ``find_instances`` lives a floor up, in :mod:`promptseg.find`;
+the training of concept encoders and text prompts in :mod:`promptseg.train`."""
 
 from promptseg.text.crops import box_crop, object_crop
 from promptseg.text.bundled_model import BundledConceptEncoder
 from promptseg.text.encoder import ConceptEncoder, check_crops, check_text, check_texts
-from promptseg.text.find import find_instances
 from promptseg.text.loading import bundled_concept_checkpoint, load_concept_encoder
 from promptseg.text.open_clip_backend import OpenClipConceptEncoder
 from promptseg.text.checkpoint import TEXT_PREFIX, read_text_checkpoint, save_text_checkpoint
@@ -18,7 +18,6 @@ __all__ = [
     "ConceptEncoder",
     "OpenClipConceptEncoder",
     "bundled_concept_checkpoint",
-    "find_instances",
     "load_concept_encoder",
     "FILLS",
     "POSITIONS",

@@ -33,7 +33,7 @@ def load_concept_encoder(
             "open_clip" (needs ``pip install "promptseg[clip]"``).
         model: the open_clip architecture, e.g. "ViT-B-16" (open_clip only; default "ViT-B-16").
         checkpoint: weights file (or, for open_clip, folder); required for open_clip, which never
-            downloads; for "bundled" a file written by ``promptseg.text.train_concepts`` (default: the shipped one).
+            downloads; for "bundled" a file written by ``promptseg train --concepts`` (default: the shipped one).
         device: where to run (default cpu).
     """
     if backend == "bundled":

@@ -1,21 +1,20 @@
 """Train the bundled concept encoder: contrastive learning on crops of captioned synthetic scenes.
 
-    python -m promptseg.text.train_concepts --out promptseg/weights/concept_tiny_synthetic.safetensors
+    promptseg train --concepts --out DIR     # writes DIR/concept_model.safetensors
 
 Each batch pairs object crops (random jitter, flips and quarter turns, none of which changes a
 caption) with sampled captions naming some of their attributes
-(:func:`promptseg.text.concept_data.sample_caption`). A caption may describe several crops of the
+(:func:`promptseg.train.concepts_data.sample_caption`). A caption may describe several crops of the
 batch, so both directions of the CLIP loss use soft targets spread over every match; background
 crops match no caption and serve as negatives for the texts.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from multiprocessing import Pool
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 import torch
@@ -24,9 +23,10 @@ from tqdm.auto import tqdm
 
 from promptseg.data.concepts import CONCEPT_TRAIN_SEED, CONCEPT_VALIDATION_SEED, generate_concept_scene
 from promptseg.text.bundled_model import BundledConceptEncoder
-from promptseg.text.concept_data import background_crops, match_matrix, sample_caption, scene_crops
-from promptseg.text.evaluate import caption_retrieval
+from promptseg.train.concepts_data import background_crops, match_matrix, sample_caption, scene_crops
+from promptseg.train.concepts_eval import caption_retrieval
 
+CONCEPT_WEIGHTS = "concept_model.safetensors"  # the file ``promptseg train --concepts`` writes into --out
 STORED_SIDE, STORED_EXPAND = 63, 1.35  # a random 56-pixel window of a 63-pixel crop spans about 1.2x the box
 
 
@@ -152,26 +152,3 @@ def train(
     print(json.dumps(record))
     return record
 
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m promptseg.text.train_concepts", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", required=True, help="safetensors file to write")
-    parser.add_argument("--scenes", type=int, default=2000, help="training scenes (each gives ~5 crops)")
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--validation-scenes", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument(
-        "--max-minutes", type=float, default=None,
-        help="wall budget (data included): the learning rate decays over it and training stops when it is spent",
-    )
-    args = parser.parse_args(argv)
-    train(args.out, args.scenes, args.steps, args.batch_size, args.lr, args.validation_scenes, args.seed, args.max_minutes,
-          args.threads)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
