@@ -25,8 +25,9 @@ Tolerances (issue 26)
 image embeddings and high-res features: relative error <= 1e-5; low-res logits: max error <= 1e-4
 of the max; IoU predictions and object scores: <= 1e-5 (absolute, or relative above 1); binary
 masks: identical except for pixels whose official logit is within 1e-6 x max|logit| of the
-threshold. Measured: embeddings and high-res features bit-identical (Hiera runs the same SDPA
-calls), logits ~1e-6 relative (the decoder's attention is promptseg's op), no mask pixel differs.
+threshold. Measured on Hiera-t: embeddings and high-res features bit-identical (Hiera runs the same
+SDPA calls), low-res logits <= 9e-7 of the max (the decoder's attention is promptseg's op), IoU and
+object scores <= 6e-8, 2 mask pixels over all cases differ (each within the margin).
 
 Cases
 -----
@@ -35,8 +36,9 @@ full list: one point, points with negatives, a box, box + points, a mask input a
 coordinates given normalised (``normalize_coords=False``), batches of prompts (points, boxes, boxes +
 points, a mask per prompt), each with ``multimask_output`` on and off, ``return_logits``; the mask
 decoder's own outputs (object scores, output tokens) for a batch of prompts; and batched images
-(``set_image_batch`` / ``predict_batch`` on truck.jpg and groceries.jpg, then ``predict`` on the
-last). Hiera-s, -b+ and -l (truck.jpg, groceries.jpg, dog.jpg) run a representative subset: one
+(``set_image_batch`` / ``predict_batch`` on groceries.jpg and a 600 x 900 crop of truck.jpg, with
+points and with boxes + points, then ``predict`` on the last image). Hiera-s, -b+ and -l
+(truck.jpg, groceries.jpg, dog.jpg) run a representative subset: one
 point, a box, box + points, a batch of point prompts, points + mask input, multimask on and off,
 and the decoder's outputs.
 """
@@ -178,7 +180,7 @@ def test_single_image_parity(size, request, images):
 def test_batched_images_parity(sam2_tiny_pair, images):
     """``set_image_batch`` / ``predict_batch`` on two photos of different sizes, then ``predict`` (last image)."""
     official_model, our_model = sam2_tiny_pair
-    batch = [images["truck.jpg"], images["groceries.jpg"]]
+    batch = [images["groceries.jpg"], images["truck.jpg"][300:900, 450:1350]]  # 534 x 800 and 600 x 900
     official, ours = OfficialPredictor(official_model), SAM2ImagePredictor(our_model)
     official.set_image_batch(batch)
     ours.set_image_batch(batch)
@@ -193,7 +195,6 @@ def test_batched_images_parity(sam2_tiny_pair, images):
         boxes.append(np.array([[0.1 * width, 0.1 * height, 0.6 * width, 0.7 * height]] * 2))
     for kwargs in (
         {"point_coords_batch": points, "point_labels_batch": labels},
-        {"box_batch": boxes},
         {"point_coords_batch": points, "point_labels_batch": labels, "box_batch": boxes},
     ):
         for multimask in (True, False):

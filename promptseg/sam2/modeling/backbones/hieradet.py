@@ -19,7 +19,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from promptseg.checkpoint import read_state_dict
 from promptseg.sam2.modeling.backbones.utils import PatchEmbed, window_partition, window_unpartition
 from promptseg.sam2.modeling.sam2_utils import MLP, DropPath
 
@@ -223,6 +222,8 @@ class Hiera(nn.Module):
         ends = self.stage_ends[::-1] if return_interm_layers else self.stage_ends[-1:]
         self.channel_list = [self.blocks[end].dim_out for end in ends]
         if weights_path is not None:
+            from promptseg.checkpoint import read_state_dict  # only for this rarely used option
+
             result = self.load_state_dict(read_state_dict(weights_path), strict=False)
             logger.info("loaded the Hiera trunk from %s: %s", weights_path, result)
 
