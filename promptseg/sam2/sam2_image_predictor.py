@@ -107,8 +107,8 @@ class SAM2ImagePredictor:
 
     def _encode(self, img_batch: torch.Tensor) -> dict[str, Any]:
         """(B, 3, S, S) normalised images -> {"image_embed": (B, C, S/16, S/16), "high_res_feats": [...]}."""
-        dtype = self.model.no_mem_embed.dtype
-        image_embed, high_res_feats = self.model.encode_image(img_batch.to(device=self.device, dtype=dtype))
+        images = img_batch.to(device=self.device, dtype=self.model.dtype)
+        image_embed, high_res_feats = self.model.encode_image(images)
         return {"image_embed": image_embed, "high_res_feats": high_res_feats}
 
     def get_image_embedding(self) -> torch.Tensor:

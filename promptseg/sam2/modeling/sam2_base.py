@@ -156,6 +156,11 @@ class SAM2Base(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dtype of the networks' weights (a promptseg addition)."""
+        return self.no_mem_embed.dtype
+
     def forward(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError(
             "SAM2Base has no forward; use promptseg.sam2.SAM2ImagePredictor (or "
