@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -61,6 +63,25 @@ def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
         if "rel_pos" in name or "pos_embed" in name:
             parameter.copy_(noise(parameter))
     return model
+
+
+def official_public_names(module: Any) -> dict[str, Any]:
+    """The names code can take from an official module: the classes, functions and constants it
+    defines itself and, for a package, what its ``__init__`` re-exports from its own submodules.
+    Names it merely imports (``torch``, ``np``, ``Optional``, ``deepcopy``, ...) are left out."""
+    own = (module.__name__,)
+    if hasattr(module, "__path__"):
+        own += (f"{module.__name__}.",)
+    names = {}
+    for name, value in vars(module).items():
+        if name.startswith("_") or inspect.ismodule(value):
+            continue
+        owner = getattr(value, "__module__", None)
+        # A constant (a dict, a number) has no __module__ of its own; typing aliases and
+        # imported classes and functions name the module that defines them.
+        if owner is None or owner.startswith(own):
+            names[name] = value
+    return names
 
 
 def official_sam(config: SamConfig):

@@ -11,7 +11,6 @@ import itertools
 import pkgutil
 import subprocess
 import sys
-from typing import Any
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ from promptseg.modeling import image_encoder
 from promptseg.utils import amg
 from promptseg.utils.onnx import SamOnnxModel
 from tests import test_export_decoder
-from tests._support import OFFICIAL_MISSING, TINY
+from tests._support import OFFICIAL_MISSING, TINY, official_public_names
 
 onnxruntime = pytest.importorskip("onnxruntime")
 segment_anything = pytest.importorskip("segment_anything", reason=OFFICIAL_MISSING)
@@ -38,25 +37,6 @@ OFFICIAL_MODULES = [segment_anything.__name__] + [
 
 def promptseg_path(official_name: str) -> str:
     return "promptseg" + official_name[len(segment_anything.__name__) :]
-
-
-def official_public_names(module: Any) -> dict[str, Any]:
-    """The names code can take from an official module: the classes, functions and constants it
-    defines itself and, for a package, what its ``__init__`` re-exports from its own submodules.
-    Names it merely imports (``torch``, ``np``, ``Optional``, ``deepcopy``, ...) are left out."""
-    own = (module.__name__,)
-    if hasattr(module, "__path__"):
-        own += (f"{module.__name__}.",)
-    names = {}
-    for name, value in vars(module).items():
-        if name.startswith("_") or inspect.ismodule(value):
-            continue
-        owner = getattr(value, "__module__", None)
-        # A constant (a dict, a number) has no __module__ of its own; typing aliases and
-        # imported classes and functions name the module that defines them.
-        if owner is None or owner.startswith(own):
-            names[name] = value
-    return names
 
 
 def test_public_names_are_what_code_can_import():
