@@ -8,11 +8,14 @@ encoded in one batch (:meth:`SamPredictor.set_images`,
 with points, a box or a mask input) for a predictor built with ``text=`` (see
 :mod:`promptseg.text.prompting`).
 
-Every prediction runs one way: validate (:mod:`promptseg.prompts.validate`) -> tokens
-(:mod:`promptseg.prompts.tokens`, packed by :mod:`promptseg.prompts.batch`) -> decode (a
-:class:`promptseg.decoders.Decoder`) -> post-process (the decoder's ``postprocess``). Which
-decoder runs is the decoder's business: the default :class:`~promptseg.decoders.AutoDecoder`
-takes promptseg's fused CUDA path and CUDA graphs where they apply.
+Every image is embedded one way: resize -> preprocess and encode (a
+:class:`promptseg.encoders.ImageEncoder`, default the model's own module). Every prediction runs
+one way: validate (:mod:`promptseg.prompts.validate`) -> tokens (:mod:`promptseg.prompts.tokens`,
+packed by :mod:`promptseg.prompts.batch`) -> decode (a :class:`promptseg.decoders.Decoder`) ->
+post-process (the decoder's ``postprocess``). Which implementation runs behind either seam is
+its own business (``repr(predictor)`` names both): the default
+:class:`~promptseg.decoders.AutoDecoder` takes promptseg's fused CUDA path and CUDA graphs where
+they apply.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from promptseg.decoders import AutoDecoder, Decoder
+from promptseg.encoders import ImageEncoder, ModuleImageEncoder
 from promptseg.errors import ImageNotSetError
 from promptseg.modeling import Sam
 from promptseg.prompts.batch import pack_prompts, tensor_prompt_batch
@@ -46,6 +50,7 @@ class SamPredictor:
         prompt_batch_size: int = 64,
         decoder: Optional[Decoder] = None,
         text: Optional["TextPrompting"] = None,
+        encoder: Optional[ImageEncoder] = None,
     ) -> None:
         """
         Args:
@@ -56,13 +61,24 @@ class SamPredictor:
                 :class:`~promptseg.decoders.AutoDecoder` of ``sam_model``.
             text: the concept encoder and text prompt encoder for text prompts (a promptseg
                 addition), from ``promptseg.text.load_text_model``; None: no text prompts.
+            encoder: what embeds images (a promptseg addition); default a
+                :class:`~promptseg.encoders.ModuleImageEncoder` of ``sam_model``. Its input size
+                must be the model's.
         """
         if prompt_batch_size < 1:
             raise ValueError(f"prompt_batch_size must be >= 1, got {prompt_batch_size}")
         if decoder is not None and not isinstance(decoder, Decoder):
             raise TypeError(f"decoder must be a promptseg.decoders.Decoder, got {type(decoder).__name__}")
+        if encoder is not None and not isinstance(encoder, ImageEncoder):
+            raise TypeError(f"encoder must be a promptseg.encoders.ImageEncoder, got {type(encoder).__name__}")
         self.model = sam_model
-        self.transform = ResizeLongestSide(sam_model.image_encoder.img_size)
+        self.encoder: ImageEncoder = encoder if encoder is not None else ModuleImageEncoder(sam_model)
+        if self.encoder.img_size != sam_model.image_encoder.img_size:
+            raise ValueError(
+                f"the encoder takes {self.encoder.img_size}x{self.encoder.img_size} images, but the model's "
+                f"prompts and masks are in a {sam_model.image_encoder.img_size}-pixel frame"
+            )
+        self.transform = ResizeLongestSide(self.encoder.img_size)
         self.prompt_batch_size = prompt_batch_size
         self.decoder: Decoder = decoder if decoder is not None else AutoDecoder(sam_model)
         if text is not None:
@@ -93,7 +109,7 @@ class SamPredictor:
         self.original_sizes = [self.original_size]
         self.input_sizes = [self.input_size]
         (self.orig_h, self.orig_w), (self.input_h, self.input_w) = self.original_size, self.input_size
-        self.features = self.model.image_encoder(self.model.preprocess(transformed_image))
+        self.features = self.encoder.encode(self.encoder.preprocess(transformed_image))
         self.is_image_set = True
 
     @torch.no_grad()
@@ -122,8 +138,8 @@ class SamPredictor:
         starts = range(0, len(rgb_images), batch_size)
         for start in tqdm(starts, desc="encoding images", unit="batch", disable=not progress):
             chunk = rgb_images[start : start + batch_size]
-            padded = torch.stack([self.model.preprocess(self._resized_tensor(image)) for image in chunk])
-            features.append(self.model.image_encoder(padded))
+            padded = torch.stack([self.encoder.preprocess(self._resized_tensor(image)) for image in chunk])
+            features.append(self.encoder.encode(padded))
         self.features = torch.cat(features)
         self.original_sizes = [tuple(image.shape[:2]) for image in rgb_images]
         self.input_sizes = [self.transform.get_preprocess_shape(h, w, self.transform.target_length) for h, w in self.original_sizes]
@@ -148,7 +164,12 @@ class SamPredictor:
 
     @property
     def device(self) -> torch.device:
-        return self.model.device
+        """Where images and prompts are put: the encoder's device."""
+        return self.encoder.device
+
+    def __repr__(self) -> str:
+        images = len(self.original_sizes) if self.is_image_set else 0
+        return f"{type(self).__name__}(encoder={self.encoder!r}, decoder={self.decoder!r}, images_set={images})"
 
     # ---------------------------------------------------------------- prompts
     def predict(
@@ -307,7 +328,7 @@ class SamPredictor:
     def _full_size(self, low_res: torch.Tensor, image: int, return_logits: bool) -> torch.Tensor:
         """(P, C, h, w) low-res logits of ``image`` -> (P, C, H, W) bool masks (float32 logits with return_logits)."""
         return self.decoder.postprocess(
-            low_res, self.input_sizes[image], self.original_sizes[image], self.model.image_encoder.img_size,
+            low_res, self.input_sizes[image], self.original_sizes[image], self.encoder.img_size,
             self.model.mask_threshold, return_logits,
         )
 
@@ -341,7 +362,7 @@ class SamPredictor:
         return torch.as_tensor(array, dtype=torch.float, device=self.device)
 
     def _check_transformed(self, image: torch.Tensor, expect_batch: int) -> None:
-        side = self.model.image_encoder.img_size
+        side = self.encoder.img_size
         if not isinstance(image, torch.Tensor):
             raise TypeError(f"transformed_image must be a torch.Tensor, got {type(image).__name__}")
         if image.dim() != 4 or image.shape[0] != expect_batch or image.shape[1] != 3 or max(image.shape[2:]) != side:

@@ -201,7 +201,7 @@ def test_fused_cuda_branches_match_module_path(monkeypatch, tiny_model, images):
     """The branches taken on a CUDA bf16 model with kernels, run here on their PyTorch references:
     decoding through the fused path's image table, and measuring masks with three post-processing
     passes. They must give the records of the model's own modules."""
-    import promptseg.amg.decoding as decoding
+    import promptseg.decoders.base as decoder_base
 
     from promptseg.decoders import FusedDecoder
 
@@ -211,7 +211,7 @@ def test_fused_cuda_branches_match_module_path(monkeypatch, tiny_model, images):
     fused = promptseg.SamAutomaticMaskGenerator(
         tiny_model, **SMALL, box_nms_thresh=1.0, points_per_batch=7, decoder=FusedDecoder(tiny_model)
     )
-    monkeypatch.setattr(decoding, "kernel_available", lambda name, *tensors, **kwargs: name == "mask_postprocess")
+    monkeypatch.setattr(decoder_base, "kernel_available", lambda name, *tensors, **kwargs: name == "mask_postprocess")
     actual = fused.generate(image)
     assert len(actual) == len(expected) == 4 * 4 * 3
     for a, b in zip(_by_score(expected), _by_score(actual)):

@@ -8,7 +8,14 @@ import pytest
 import torch
 
 from promptseg import SamPredictor
-from promptseg.export import EnginePredictor, OnnxRuntimeEngine, export_onnx_batched_decoder, export_onnx_encoder
+from promptseg.export import (
+    EngineDecoder,
+    EngineImageEncoder,
+    EnginePredictor,
+    OnnxRuntimeEngine,
+    export_onnx_batched_decoder,
+    export_onnx_encoder,
+)
 from promptseg.prompts.batch import tensor_prompt_batch
 from promptseg.export.profiles import EngineLimits
 from tests._support import relative_error
@@ -119,3 +126,19 @@ def test_tensor_prompts_become_the_tokens_of_the_prompt_encoder(tiny_pair):
         with torch.no_grad():
             expected, _ = encoder(points=points, boxes=box, masks=None)
             assert torch.equal(encoder.embed_tokens(batch.coords, batch.labels), expected)
+
+
+def test_engines_run_behind_the_predictor_s_seams(predictors, tiny_pair):
+    """No stand-in model: the predictor holds the caller's model, an EngineImageEncoder and an EngineDecoder."""
+    _, engine = predictors
+    model = tiny_pair[1]
+    assert engine.model is model
+    assert isinstance(engine.encoder, EngineImageEncoder) and isinstance(engine.decoder, EngineDecoder)
+    assert repr(engine).startswith(
+        "EnginePredictor(encoder=EngineImageEncoder(OnnxRuntimeEngine, img_size=256, device=cpu), "
+        "decoder=EngineDecoder(backend='reference')"
+    )
+    image = torch.randint(0, 256, (3, 170, 256), generator=torch.Generator().manual_seed(3)).to(torch.uint8)
+    assert torch.equal(engine.encoder.preprocess(image), model.preprocess(image))
+    with pytest.raises(ValueError, match=r"EngineImageEncoder.encode takes preprocessed images \(B, 3, 256, 256\)"):
+        engine.encoder.encode(torch.zeros(2, 3, 256, 128))

@@ -1,9 +1,9 @@
 """Point prompts to scored, boxed masks, through the generator's :class:`promptseg.decoders.Decoder`.
 
-Decoding is the decoder's business (the default takes promptseg's fused path on a CUDA bf16/fp16
-model with the kernels). Measuring masks takes three passes of the one-pass post-processing
-kernel where that kernel runs (it never writes full-size logits), and full-size float32 logits
-elsewhere, as the official generator does.
+Decoding and measuring are the decoder's business (``Decoder.decode``, ``Decoder.measure``): the
+default decoder takes promptseg's fused path on a CUDA bf16/fp16 model with the kernels, and
+measures masks with the one-pass post-processing kernel where it runs; elsewhere masks are
+measured from full-size float32 logits, as the official generator does.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from __future__ import annotations
 import torch
 
 from promptseg.decoders import Decoder
-from promptseg.masks import mask_boxes_xyxy, stability_score
-from promptseg.ops import kernel_available, mask_postprocess
 from promptseg.prompts.batch import tensor_prompt_batch
 from promptseg.prompts.tokens import FOREGROUND
 
@@ -42,7 +40,7 @@ def measure_masks(
     threshold: float,
     stability_offset: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boxes and stability scores of masks at the crop's full size.
+    """Boxes and stability scores of masks at the crop's full size: :meth:`Decoder.measure`.
 
     Args:
         low_res: (P, M, S, S) low-res logits of a crop.
@@ -52,14 +50,4 @@ def measure_masks(
         (P * M, 4) int64 inclusive XYXY boxes of the masks (logits > ``threshold``) and
         (P * M,) float32 stability scores.
     """
-    if kernel_available("mask_postprocess", low_res, backend=decoder.backend):
-        # Three passes of the kernel (masks, and the areas at either stability cut-off) cost less than
-        # one full-size float32 logit tensor.
-        boxes = mask_postprocess(low_res, input_size, original_size, image_size, threshold, with_stats=True).boxes
-        inner, outer = (
-            mask_postprocess(low_res, input_size, original_size, image_size, cut, with_stats=True).areas
-            for cut in (threshold + stability_offset, threshold - stability_offset)
-        )
-        return boxes.flatten(0, 1), (inner / outer).flatten(0, 1)
-    logits = decoder.postprocess(low_res, input_size, original_size, image_size, threshold, True).flatten(0, 1)
-    return mask_boxes_xyxy(logits > threshold), stability_score(logits, threshold, stability_offset)
+    return decoder.measure(low_res, input_size, original_size, image_size, threshold, stability_offset)

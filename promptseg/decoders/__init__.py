@@ -1,11 +1,12 @@
 """Decoders: the seam between callers that decode prompts and the implementations that do it.
 
-See :mod:`promptseg.decoders.base` for the interface. ``SamPredictor`` and
-``SamAutomaticMaskGenerator`` take ``decoder=`` (default :class:`AutoDecoder`).
+See :mod:`promptseg.decoders.base` for the interface (``decode``, ``postprocess``, ``measure``).
+``SamPredictor`` and ``SamAutomaticMaskGenerator`` take ``decoder=`` (default :class:`AutoDecoder`).
+The image side has the same kind of seam in :mod:`promptseg.encoders`.
 """
 
 from promptseg.decoders.auto import AutoDecoder
-from promptseg.decoders.base import DecodeResult, Decoder, ModuleDecoder, select_outputs
+from promptseg.decoders.base import DecodeResult, Decoder, ModelDecoder, ModuleDecoder, select_outputs
 from promptseg.decoders.fused import FusedDecoder, ImageTable, fused_path_available
 from promptseg.decoders.graphs import GraphDecoder
 
@@ -16,6 +17,7 @@ __all__ = [
     "FusedDecoder",
     "GraphDecoder",
     "ImageTable",
+    "ModelDecoder",
     "ModuleDecoder",
     "fused_path_available",
     "select_outputs",

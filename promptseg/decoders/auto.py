@@ -6,14 +6,14 @@ from typing import Sequence
 
 import torch
 
-from promptseg.decoders.base import DecodeResult, Decoder, ModuleDecoder, model_backend
+from promptseg.decoders.base import DecodeResult, Decoder, ModelDecoder, ModuleDecoder
 from promptseg.decoders.fused import FusedDecoder, fused_path_available
 from promptseg.decoders.graphs import GraphDecoder
 from promptseg.modeling import Sam
 from promptseg.prompts.batch import PromptBatch
 
 
-class AutoDecoder(Decoder):
+class AutoDecoder(ModelDecoder):
     """Chooses, for each call, among:
 
     * ``graphs`` (:class:`GraphDecoder`): one prompt on a one-image embedding, when the fused path
@@ -32,10 +32,6 @@ class AutoDecoder(Decoder):
         self.module = ModuleDecoder(model)
         self.fused = FusedDecoder(model)
         self.graphs = GraphDecoder(self.fused)
-
-    @property
-    def backend(self) -> str:  # type: ignore[override]
-        return model_backend(self.model)
 
     def choose(self, features: torch.Tensor, prompts: int) -> Decoder:
         """The decoder that :meth:`decode` runs for ``prompts`` prompts on ``features``."""

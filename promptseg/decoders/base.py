@@ -1,15 +1,21 @@
 """The Decoder seam: an image embedding plus a batch of prompt tokens in, low-res logits and IoU out.
 
-Every caller that decodes prompts (the predictor, the mask generator, export's engine predictor)
-holds a :class:`Decoder` and calls :meth:`Decoder.decode` and :meth:`Decoder.postprocess`; none of
-them knows which implementation runs. Implementations:
+Every caller that decodes prompts (the predictor, the mask generator, the zero-shot tasks, export's
+engine predictor) holds a :class:`Decoder` and calls :meth:`Decoder.decode`, then
+:meth:`Decoder.postprocess` (full-size masks) or :meth:`Decoder.measure` (boxes and stability
+scores of full-size masks); none of them knows which implementation runs. Implementations:
 
-* :class:`ModuleDecoder` (here): the model's own ``PromptEncoder`` and ``MaskDecoder`` modules;
+* :class:`ModuleDecoder` (here): the model's own modules, through :meth:`promptseg.modeling.Sam.decode_tokens`;
 * :class:`promptseg.decoders.fused.FusedDecoder`: the same arithmetic with the first two-way block's
   image-side work hoisted per image and promptseg's kernels;
 * :class:`promptseg.decoders.graphs.GraphDecoder`: single prompts replayed from CUDA graphs;
 * :class:`promptseg.decoders.auto.AutoDecoder`: picks one of those per call (the default);
 * ``promptseg.export.engine_decoder.EngineDecoder``: ONNX Runtime / TensorRT engines.
+
+Post-processing and measuring belong to the decoder: the decoders over a model's modules
+(:class:`ModelDecoder`) run them on the model's ops backend, so on a CUDA model with the extension
+they take the one-pass ``mask_postprocess`` kernel; any other decoder (the engines) gets the
+PyTorch reference arithmetic.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from promptseg.masks import mask_boxes_xyxy, stability_score
 from promptseg.modeling import Sam
-from promptseg.ops import BACKENDS, mask_postprocess
+from promptseg.ops import BACKENDS, kernel_available, mask_postprocess
 from promptseg.prompts.batch import PromptBatch, host_to_device
 
 DecodeResult = tuple[torch.Tensor, torch.Tensor]
@@ -31,11 +38,17 @@ DecodeResult = tuple[torch.Tensor, torch.Tensor]
 class Decoder(ABC):
     """Decodes packed prompts on image embeddings, and brings low-res logits to full size.
 
+    Subclasses implement :meth:`decode`; :meth:`postprocess` and :meth:`measure` run ``promptseg.ops``
+    on :attr:`backend`.
+
     Attributes:
-        backend: the ops backend of :meth:`postprocess` (see ``promptseg.ops.BACKENDS``).
+        backend: the ops backend of :meth:`postprocess` and :meth:`measure` (see
+            ``promptseg.ops.BACKENDS``): here the PyTorch reference, the arithmetic of the official
+            ``Sam.postprocess_masks`` and generator; decoders over a model's modules
+            (:class:`ModelDecoder`) follow the model's backend, so take the kernels where they run.
     """
 
-    backend: str = "auto"
+    backend: str = "reference"
 
     @abstractmethod
     def decode(
@@ -74,6 +87,40 @@ class Decoder(ABC):
             low_res, input_size, original_size, image_size, threshold, return_logits, backend=self.backend
         ).masks
 
+    def measure(
+        self,
+        low_res: torch.Tensor,
+        input_size: Sequence[int],
+        original_size: Sequence[int],
+        image_size: int,
+        threshold: float,
+        stability_offset: float,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Boxes and stability scores of the full-size masks of (P, M, h, w) low-res logits.
+
+        Args:
+            input_size, original_size, image_size, threshold: as in :meth:`postprocess`.
+            stability_offset: the logit offset of the stability score's two cut-offs.
+        Returns:
+            (P * M, 4) int64 inclusive XYXY boxes of the masks (logits > ``threshold``) and
+            (P * M,) float32 stability scores. Where the ``mask_postprocess`` kernel runs, three
+            passes of it (the masks, and the areas at either stability cut-off) cost less than one
+            full-size float32 logit tensor, which they never write; elsewhere the boxes and scores
+            come from the full-size logits of :meth:`postprocess`, as the official generator's do.
+        """
+        if kernel_available("mask_postprocess", low_res, backend=self.backend):
+            boxes = mask_postprocess(low_res, input_size, original_size, image_size, threshold, with_stats=True).boxes
+            inner, outer = (
+                mask_postprocess(low_res, input_size, original_size, image_size, cut, with_stats=True).areas
+                for cut in (threshold + stability_offset, threshold - stability_offset)
+            )
+            return boxes.flatten(0, 1), (inner / outer).flatten(0, 1)
+        logits = self.postprocess(low_res, input_size, original_size, image_size, threshold, True).flatten(0, 1)
+        return mask_boxes_xyxy(logits > threshold), stability_score(logits, threshold, stability_offset)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(backend={self.backend!r})"
+
 
 def select_outputs(masks: torch.Tensor, iou: torch.Tensor, multimask_output: bool) -> DecodeResult:
     """What ``MaskDecoder.forward`` returns of all ``num_mask_tokens`` outputs: masks 1.. with
@@ -93,28 +140,41 @@ def device_longs(values: Sequence[int], device: torch.device) -> torch.Tensor:
     return host_to_device(np.asarray(values, dtype=np.int64).reshape(-1), device)
 
 
-class ModuleDecoder(Decoder):
-    """The model's ``PromptEncoder`` and ``MaskDecoder`` modules, as the official predictor runs them
-    (plus key padding for prompts of different lengths and an index from prompts to images)."""
+class ModelDecoder(Decoder):
+    """A decoder over a :class:`~promptseg.modeling.Sam` model's modules: it post-processes and measures
+    on the model's ops backend, so with the one-pass ``mask_postprocess`` kernel where it runs.
+
+    Attributes:
+        model: the model whose modules decode.
+    """
+
+    model: Sam
+
+    @property
+    def backend(self) -> str:  # type: ignore[override]
+        """``reference`` when any module of the model was set to it (``promptseg.ops.set_backend``), else ``auto``."""
+        return model_backend(self.model)
+
+
+class ModuleDecoder(ModelDecoder):
+    """The model's ``PromptEncoder`` and ``MaskDecoder`` modules through :meth:`Sam.decode_tokens`, as the
+    official predictor runs them (plus key padding for prompts of different lengths, extra text
+    tokens, and an index from prompts to images)."""
 
     def __init__(self, model: Sam) -> None:
         self.model = model
 
-    @property
-    def backend(self) -> str:  # type: ignore[override]
-        return model_backend(self.model)
-
     def decode(
         self, features: torch.Tensor, batch: PromptBatch, image_index: Sequence[int], multimask_output: bool
     ) -> DecodeResult:
-        encoder = self.model.prompt_encoder
-        prompts = len(batch.labels)
-        return self.model.mask_decoder(
-            image_embeddings=features,
-            image_pe=encoder.get_dense_pe(),
-            sparse_prompt_embeddings=batch.sparse_embeddings(encoder.embed_tokens(batch.coords, batch.labels)),
-            dense_prompt_embeddings=encoder.dense_embeddings(prompts, batch.mask_inputs, batch.has_mask),
-            multimask_output=multimask_output,
+        dense = self.model.prompt_encoder.dense_embeddings(len(batch.labels), batch.mask_inputs, batch.has_mask)
+        masks, iou = self.model.decode_tokens(
+            features,
+            batch.coords,
+            batch.labels,
+            dense,
             image_index=device_longs(image_index, features.device),
+            extra_tokens=batch.extra_tokens,
             token_padding_mask=batch.token_mask,
         )
+        return select_outputs(masks, iou, multimask_output)

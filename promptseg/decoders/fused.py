@@ -3,11 +3,17 @@
 Two things differ from running the model's modules as they are; the arithmetic does not:
 
 * Hoisting. What the first two-way block computes from the image alone (the image tokens plus
-  the no-mask embedding, their token->image keys and values, their image->token queries) is
-  computed once per image (:func:`image_table`) instead of once per prompt.
-* Sharing. P prompts read those rows through an index (``promptseg.ops.gathered_token_attention``)
-  instead of P copies; a prompt with a mask input gets rows of its own, appended to the table.
-  After the first block every prompt has its own image tokens, and the model's modules run on.
+  the no-mask embedding, their token->image keys and values, their image->token queries:
+  ``TwoWayTransformer.image_side``) is computed once per image (:func:`image_table`) instead of
+  once per prompt.
+* Sharing. P prompts read those rows through an index (``TwoWayTransformer.forward_gathered``,
+  over ``promptseg.ops.gathered_token_attention``) instead of P copies; a prompt with a mask input
+  gets rows of its own, appended to the table. After the first block every prompt has its own
+  image tokens, and the model's modules run on.
+
+The arithmetic itself is the model's public methods (``Sam.embed_prompt_tokens``,
+``MaskDecoder.decoder_tokens``, the gathered form of the first block, ``MaskDecoder.masks_from_tokens``);
+this module only builds and caches the table and routes prompts to its rows.
 
 Every module and weight is the model's own. On CUDA bf16/fp16 with the compiled extension the
 attention runs promptseg's kernels, and :meth:`FusedDecoder.postprocess` the one-pass
@@ -23,9 +29,10 @@ from typing import Optional, Sequence
 
 import torch
 
-from promptseg.decoders.base import DecodeResult, Decoder, device_longs, select_outputs
+from promptseg.decoders.base import DecodeResult, ModelDecoder, device_longs, select_outputs
 from promptseg.modeling import Sam, TwoWayTransformer
-from promptseg.ops import gathered_token_attention, kernel_available
+from promptseg.modeling.transformer import ImageSide
+from promptseg.ops import kernel_available
 from promptseg.prompts.batch import PromptBatch
 
 FUSED_OPS = ("token_attention", "gathered_token_attention", "mask_postprocess")
@@ -36,18 +43,17 @@ def fused_path_available(model: Sam, features: Optional[torch.Tensor]) -> bool:
     """True when the fused decoder runs promptseg's kernels for ``model`` on ``features``.
 
     That needs: bf16/fp16 CUDA image features in the model's dtype and on its device, every op of
-    the model on the ``auto`` backend, SAM's two-way transformer, and the kernels of
-    :data:`FUSED_OPS` (built, registered, not disabled by ``PROMPTSEG_DISABLE_KERNELS``).
+    the model on the ``auto`` backend, SAM's two-way transformer (which has the gathered form of
+    its first block), and the kernels of :data:`FUSED_OPS` (built, registered, not disabled by
+    ``PROMPTSEG_DISABLE_KERNELS``).
     """
     if features is None or not features.is_cuda or features.dtype not in (torch.bfloat16, torch.float16):
         return False
-    decoder = model.mask_decoder
-    if decoder.iou_token.weight.dtype != features.dtype or decoder.iou_token.weight.device != features.device:
+    if model.dtype != features.dtype or model.device != features.device:
         return False
     if any(getattr(module, "backend", "auto") != "auto" for module in model.modules()):
         return False
-    transformer = decoder.transformer
-    if not isinstance(transformer, TwoWayTransformer) or not transformer.layers[0].skip_first_layer_pe:
+    if not isinstance(model.mask_decoder.transformer, TwoWayTransformer):
         return False
     return all(kernel_available(name, features) for name in FUSED_OPS)
 
@@ -88,6 +94,11 @@ class ImageTable:
         """The fields by name."""
         return {field.name: getattr(self, field.name) for field in fields(self)}
 
+    @property
+    def image_side(self) -> ImageSide:
+        """The first block's projections of the rows, as ``TwoWayTransformer.forward_gathered`` takes them."""
+        return ImageSide(self.keys, self.values, self.queries)
+
 
 def image_table(model: Sam, features: torch.Tensor) -> ImageTable:
     """The :class:`ImageTable` of (B, C, H, W) image ``features`` (prompts without a mask input)."""
@@ -98,27 +109,21 @@ def image_table(model: Sam, features: torch.Tensor) -> ImageTable:
 def image_table_key(model: Sam, features: torch.Tensor) -> tuple:
     """Identity and version counter of every tensor :func:`image_table` reads: a cached table is
     stale once this changes (new features, weights replaced or updated in place)."""
-    first = model.mask_decoder.transformer.layers[0]
-    modules = (first.cross_attn_token_to_image, first.cross_attn_image_to_token, model.prompt_encoder)
-    tensors = chain([features], *(chain(module.parameters(), module.buffers()) for module in modules))
+    encoder = model.prompt_encoder
+    tensors = chain(
+        [features], encoder.parameters(), encoder.buffers(), model.mask_decoder.transformer.image_side_tensors()
+    )
     return tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
 
 
 def _table_rows(model: Sam, features: torch.Tensor, dense: torch.Tensor) -> ImageTable:
-    """Table rows of (B, C, H, W) ``features`` with (B, C, H, W) dense prompt embeddings, computed
-    with the expressions of ``MaskDecoder.predict_masks`` and the first ``TwoWayAttentionBlock``."""
-    first = model.mask_decoder.transformer.layers[0]
+    """Table rows of (B, C, H, W) ``features`` with (B, C, H, W) dense prompt embeddings: the image
+    tokens and positional encoding as ``MaskDecoder.predict_masks`` builds them, and
+    ``TwoWayTransformer.image_side`` of those."""
     src = (features + dense).flatten(2).permute(0, 2, 1)
     pos = model.prompt_encoder.get_dense_pe().flatten(2).permute(0, 2, 1)
-    src_with_pe = src + pos
-    return ImageTable(
-        features=features,
-        src=src,
-        pos=pos,
-        keys=first.cross_attn_token_to_image.k_proj(src_with_pe),
-        values=first.cross_attn_token_to_image.v_proj(src),
-        queries=first.cross_attn_image_to_token.q_proj(src_with_pe),
-    )
+    keys, values, queries = model.mask_decoder.transformer.image_side(src, pos)
+    return ImageTable(features=features, src=src, pos=pos, keys=keys, values=values, queries=queries)
 
 
 def _append_rows(table: ImageTable, rows: ImageTable) -> ImageTable:
@@ -151,30 +156,12 @@ def decode_masks(
         (P, num_mask_tokens, 4H, 4W) mask logits and (P, num_mask_tokens) IoU predictions.
     """
     decoder = model.mask_decoder
-    transformer = decoder.transformer
     if mask_embeddings is not None and mask_images is not None:
         table = _append_rows(table, _table_rows(model, table.features[mask_images], mask_embeddings))
     tokens, key_padding_mask = decoder.decoder_tokens(sparse, token_mask)
-
-    # The first block (SAM skips the token positional encoding in its self-attention).
-    first = transformer.layers[0]
-    queries = first.norm1(first.self_attn(q=tokens, k=tokens, v=tokens, key_padding_mask=key_padding_mask))
-    to_image = first.cross_attn_token_to_image
-    attended = gathered_token_attention(
-        to_image.q_proj(queries + tokens), table.keys, table.values, to_image.num_heads,
-        kv_index=table_index, backend=to_image.backend,
+    hs, keys = decoder.transformer.forward_gathered(
+        tokens, table.src, table.pos, table.image_side, table_index, key_padding_mask
     )
-    queries = first.norm2(queries + to_image.out_proj(attended))
-    queries = first.norm3(queries + first.mlp(queries))
-    to_token = first.cross_attn_image_to_token
-    attended = gathered_token_attention(
-        table.queries, to_token.k_proj(queries + tokens), to_token.v_proj(queries), to_token.num_heads,
-        key_padding_mask, q_index=table_index, backend=to_token.backend,
-    )
-    src = table.src if table.rows == 1 else table.src[table_index]
-    keys = first.norm4(src + to_token.out_proj(attended))
-
-    hs, keys = transformer.run_layers(queries, keys, tokens, table.pos, key_padding_mask, first_layer=1)
     return decoder.masks_from_tokens(hs, keys, table.grid)
 
 
@@ -204,21 +191,19 @@ def decode_prompt_batch(model: Sam, table: ImageTable, prompt_rows: Sequence[int
         model,
         table,
         device_longs(index, device),
-        batch.sparse_embeddings(encoder.embed_tokens(batch.coords, batch.labels)),
+        model.embed_prompt_tokens(batch.coords, batch.labels, batch.extra_tokens),
         batch.token_mask,
         mask_images,
         mask_embeddings,
     )
 
 
-class FusedDecoder(Decoder):
+class FusedDecoder(ModelDecoder):
     """Decodes through :func:`decode_masks`, with the image table of the last features cached.
 
     The table holds every row of the features it was built from (about 2.5 times their memory),
     and is rebuilt when the features or the weights it reads change (:func:`image_table_key`).
     """
-
-    backend = "auto"
 
     def __init__(self, model: Sam) -> None:
         self.model = model

@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
-from promptseg.decoders.base import DecodeResult, Decoder, select_outputs
+from promptseg.decoders.base import DecodeResult, ModelDecoder, select_outputs
 from promptseg.decoders.fused import FusedDecoder, ImageTable, decode_masks
 from promptseg.prompts.batch import PromptBatch
 from promptseg.prompts.tokens import NOT_A_POINT
@@ -36,13 +36,11 @@ class _Bucket:
     outputs: tuple[torch.Tensor, ...] = ()
 
 
-class GraphDecoder(Decoder):
+class GraphDecoder(ModelDecoder):
     """One prompt on a one-image embedding from a CUDA graph; everything else goes to ``fused``.
 
     Its results equal ``fused``'s: the graph replays the same computation on the same table.
     """
-
-    backend = "auto"
 
     def __init__(self, fused: FusedDecoder, max_graphs: int = 8) -> None:
         if max_graphs < 1:
@@ -113,7 +111,7 @@ class GraphDecoder(Decoder):
         first_row = torch.zeros(1, dtype=torch.long, device=device)
 
         def run() -> DecodeResult:
-            sparse = encoder.embed_tokens(bucket.coords, bucket.labels, frame_xy=bucket.frame_xy)
+            sparse = self.model.embed_prompt_tokens(bucket.coords, bucket.labels, frame_xy=bucket.frame_xy)
             mask_embeddings = encoder.embed_masks(bucket.mask_input) if bucket.mask_input is not None else None
             table_index = first_row + (1 if has_mask else 0)  # a mask input's rows follow the image's
             masks, iou = decode_masks(self.model, self._table, table_index, sparse, None, first_row, mask_embeddings)

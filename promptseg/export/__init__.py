@@ -14,6 +14,7 @@ TensorRT (needs ``tensorrt`` >= 10 and a GPU): :mod:`promptseg.export.tensorrt`.
 
 from promptseg.export.bundle import export_onnx_bundle
 from promptseg.export.engine_decoder import EngineDecoder
+from promptseg.export.engine_encoder import EngineImageEncoder
 from promptseg.export.engine_predictor import EnginePredictor
 from promptseg.export.onnx_common import describe_onnx
 from promptseg.export.onnx_decoder import export_onnx_batched_decoder, export_onnx_decoder
@@ -24,6 +25,7 @@ from promptseg.export.onnxruntime_engine import OnnxRuntimeEngine
 
 __all__ = [
     "EngineDecoder",
+    "EngineImageEncoder",
     "EnginePredictor",
     "OnnxRuntimeEngine",
     "describe_onnx",

@@ -23,9 +23,9 @@ class Engine(Protocol):
 
 class EngineDecoder(Decoder):
     """Decodes packed prompts with a batched-decoder engine, ``limits.max_prompts`` prompts on at most
-    ``limits.max_images`` distinct images per call; low-res logits and IoU come back float32."""
-
-    backend = "reference"
+    ``limits.max_images`` distinct images per call; low-res logits and IoU come back float32.
+    Post-processing and measuring are the :class:`~promptseg.decoders.Decoder` defaults (the PyTorch
+    reference arithmetic)."""
 
     def __init__(self, engine: Engine, limits: EngineLimits, num_mask_tokens: int, mask_size: int) -> None:
         """

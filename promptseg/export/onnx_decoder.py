@@ -12,8 +12,10 @@
   gathered per prompt instead of ``repeat_interleave``-d (which exports as
   OneHot + Tile).
 
-Both reuse the model's prompt encoder (``embed_tokens``, mask downscaling) and
-mask decoder (``predict_masks``) unchanged.
+Both run the model's one module-level decode, :meth:`promptseg.modeling.Sam.decode_tokens`
+(prompt encoder ``embed_tokens``, then ``MaskDecoder.predict_masks``), with the dense embeddings
+blended by ``has_mask_input`` as the official export does
+(:meth:`promptseg.modeling.PromptEncoder.blended_dense_embeddings`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from promptseg.export.onnx_common import (
 )
 from promptseg.masks import stability_score
 from promptseg.modeling import Sam
-from promptseg.modeling.prompt_encoder import PromptEncoder
 
 DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input", "orig_im_size")
 DECODER_OUTPUTS = ("masks", "iou_predictions", "low_res_masks")
@@ -133,12 +134,9 @@ class OfficialCompatibleDecoder(nn.Module):
     ) -> tuple[torch.Tensor, ...]:
         model = self.model
         threshold = model.mask_threshold
-        sparse = model.prompt_encoder.embed_tokens(point_coords, point_labels)
-        dense = blended_dense_embeddings(model.prompt_encoder, mask_input, has_mask_input)
+        dense = model.prompt_encoder.blended_dense_embeddings(mask_input, has_mask_input)
         image_index = point_labels.new_zeros(point_labels.shape[0], dtype=torch.long)
-        masks, scores = model.mask_decoder.predict_masks(
-            image_embeddings, model.prompt_encoder.get_dense_pe(), sparse, dense, image_index=image_index
-        )
+        masks, scores = model.decode_tokens(image_embeddings, point_coords, point_labels, dense, image_index)
         if self.use_stability_score:
             scores = stability_score(masks, threshold, self.stability_score_offset)
         if self.return_single_mask:
@@ -185,27 +183,15 @@ class BatchedDecoder(nn.Module):
         image_index: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         prompt_encoder = self.model.prompt_encoder
-        sparse = prompt_encoder.embed_tokens(point_coords, point_labels)
-        dense = blended_dense_embeddings(prompt_encoder, mask_input, has_mask_input)
-        masks, scores = self.model.mask_decoder.predict_masks(
-            image_embeddings.to(sparse.dtype),
-            prompt_encoder.get_dense_pe(),
-            sparse,
-            dense,
+        masks, scores = self.model.decode_tokens(
+            image_embeddings.to(prompt_encoder.dtype),
+            point_coords,
+            point_labels,
+            prompt_encoder.blended_dense_embeddings(mask_input, has_mask_input),
             image_index=image_index,
             token_padding_mask=token_mask,
         )
         return masks.float(), scores.float()
-
-
-def blended_dense_embeddings(
-    prompt_encoder: PromptEncoder, mask_input: torch.Tensor, has_mask_input: torch.Tensor
-) -> torch.Tensor:
-    """(P, C, h, w) dense embeddings: ``has_mask_input`` (P,) blends the embedded (P, 1, 4h, 4w)
-    ``mask_input`` with the no-mask embedding, as the official export does."""
-    weight = has_mask_input.reshape(-1, 1, 1, 1).to(prompt_encoder.no_mask_embed.weight.dtype)
-    no_mask = prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1)
-    return weight * prompt_encoder.embed_masks(mask_input) + (1 - weight) * no_mask
 
 
 def export_onnx_decoder(

@@ -7,8 +7,8 @@ Which tokens a prompt has is the one token rule of :mod:`promptseg.prompts.token
 
 Public methods for callers outside ``modeling/``: :meth:`PromptEncoder.embed_tokens`,
 :meth:`PromptEncoder.embed_masks`, :meth:`PromptEncoder.dense_embeddings`,
-:meth:`PromptEncoder.no_mask_dense_embeddings`, :meth:`PromptEncoder.get_dense_pe` and
-:attr:`PromptEncoder.dtype`. The underscore methods are the official model's names, kept for
+:meth:`PromptEncoder.blended_dense_embeddings`, :meth:`PromptEncoder.no_mask_dense_embeddings`,
+:meth:`PromptEncoder.get_dense_pe` and :attr:`PromptEncoder.dtype`. The underscore methods are the official model's names, kept for
 code written against it.
 """
 
@@ -134,6 +134,14 @@ class PromptEncoder(nn.Module):
         if has_mask is None:
             return embedded
         return torch.where(has_mask[:, None, None, None], embedded, self.no_mask_dense_embeddings(batch))
+
+    def blended_dense_embeddings(self, mask_inputs: torch.Tensor, has_mask: torch.Tensor) -> torch.Tensor:
+        """(P, C, H, W) dense embeddings as the official ONNX export computes them, without control flow:
+        ``has_mask`` (P,) float (1 or 0) blends the embedded ``mask_inputs`` (P, 1, 4H, 4W) with the
+        no-mask embedding. Equal to :meth:`dense_embeddings` for finite mask inputs."""
+        weight = has_mask.reshape(-1, 1, 1, 1).to(self.dtype)
+        no_mask = self.no_mask_embed.weight.reshape(1, -1, 1, 1)
+        return weight * self.embed_masks(mask_inputs) + (1 - weight) * no_mask
 
     # The official model's private names, for code written against it.
     def _embed_points(self, points: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:

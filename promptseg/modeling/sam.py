@@ -1,8 +1,15 @@
-"""The Segment Anything model: image encoder + prompt encoder + mask decoder, with pre/post-processing."""
+"""The Segment Anything model: image encoder + prompt encoder + mask decoder, with pre/post-processing.
+
+Besides the official methods, :class:`Sam` holds the one module-level decode that every decoder
+over the model's modules, the ONNX export graphs and training call:
+:meth:`Sam.embed_prompt_tokens` (token coordinates and labels, plus extra embedded tokens such as
+a text prompt's, to the sparse embeddings) and :meth:`Sam.decode_tokens` (those, the dense
+embeddings and the image embeddings to every mask output's low-res logits and IoU).
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
@@ -92,6 +99,73 @@ class Sam(nn.Module):
             )
         return outputs
 
+    def embed_prompt_tokens(
+        self,
+        coords: torch.Tensor,
+        labels: torch.Tensor,
+        extra_tokens: Optional[torch.Tensor] = None,
+        frame_xy: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """The sparse prompt embeddings the mask decoder takes.
+
+        Args:
+            coords: (P, T, 2) float token (x, y) in pixels of the padded input frame.
+            labels: (P, T) token labels in {-1, 0, 1, 2, 3} (any numeric dtype).
+            extra_tokens: (P, K, C) embedded tokens that follow the point-like ones (a text
+                prompt's), or None.
+            frame_xy: see :meth:`PromptEncoder.embed_tokens`.
+        Returns:
+            (P, T + K, C) embeddings in the prompt encoder's dtype.
+        """
+        sparse = self.prompt_encoder.embed_tokens(coords, labels, frame_xy=frame_xy)
+        if extra_tokens is None:
+            return sparse
+        return torch.cat([sparse, extra_tokens.to(sparse.dtype)], dim=1)
+
+    def decode_tokens(
+        self,
+        image_embeddings: torch.Tensor,
+        coords: torch.Tensor,
+        labels: torch.Tensor,
+        dense_embeddings: Optional[torch.Tensor] = None,
+        image_index: Optional[torch.Tensor] = None,
+        extra_tokens: Optional[torch.Tensor] = None,
+        token_padding_mask: Optional[torch.Tensor] = None,
+        frame_xy: Optional[torch.Tensor] = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt tokens on image embeddings -> all ``num_mask_tokens`` low-res masks and their IoU.
+
+        :meth:`embed_prompt_tokens`, then ``MaskDecoder.predict_masks`` with the dense positional
+        encoding; differentiable (training calls it too).
+
+        Args:
+            image_embeddings: (B, C, H, W).
+            coords: (P, T, 2) float token (x, y) in pixels of the padded input frame.
+            labels: (P, T) token labels in {-1, 0, 1, 2, 3}.
+            dense_embeddings: (P, C, H, W) dense prompt embeddings (e.g.
+                :meth:`PromptEncoder.dense_embeddings` of the prompts' mask inputs), or None when
+                no prompt has a mask input.
+            image_index: (P,) int64, the row of ``image_embeddings`` each prompt belongs to; None
+                repeats every image embedding once per prompt (the official behaviour, B = 1).
+            extra_tokens: (P, K, C) embedded tokens after the point-like ones (text), or None.
+            token_padding_mask: (P, T + K) bool, False for tokens that only pad the batch, or None.
+            frame_xy: see :meth:`PromptEncoder.embed_tokens`.
+        Returns:
+            (P, num_mask_tokens, 4H, 4W) low-res mask logits (output 0 is the single-mask output,
+            1.. the multimask outputs) and (P, num_mask_tokens) IoU predictions.
+        """
+        sparse = self.embed_prompt_tokens(coords, labels, extra_tokens, frame_xy)
+        if dense_embeddings is None:
+            dense_embeddings = self.prompt_encoder.no_mask_dense_embeddings(sparse.shape[0])
+        return self.mask_decoder.predict_masks(
+            image_embeddings,
+            self.prompt_encoder.get_dense_pe(),
+            sparse,
+            dense_embeddings,
+            image_index=image_index,
+            token_padding_mask=token_padding_mask,
+        )
+
     def postprocess_masks(
         self, masks: torch.Tensor, input_size: tuple[int, ...], original_size: tuple[int, ...]
     ) -> torch.Tensor:
@@ -105,7 +179,22 @@ class Sam(nn.Module):
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """(3, h, w) 0..255 RGB -> (3, S, S) normalised, zero-padded at bottom/right, in the model dtype."""
-        x = (x.float() - self.pixel_mean) / self.pixel_std
-        side = self.image_encoder.img_size
-        height, width = x.shape[-2:]
-        return F.pad(x, (0, side - width, 0, side - height)).to(self.dtype)
+        return normalize_and_pad(x, self.pixel_mean, self.pixel_std, self.image_encoder.img_size, self.dtype)
+
+
+def normalize_and_pad(
+    image: torch.Tensor, pixel_mean: torch.Tensor, pixel_std: torch.Tensor, side: int, dtype: torch.dtype
+) -> torch.Tensor:
+    """The arithmetic of :meth:`Sam.preprocess`, for encoders that hold their own constants.
+
+    Args:
+        image: (..., 3, h, w) 0..255 RGB with h, w <= ``side``.
+        pixel_mean, pixel_std: (3, 1, 1) float32 per-channel normalisation, on the image's device.
+        side: the encoder's square input size S.
+        dtype: the dtype the encoder takes.
+    Returns:
+        (..., 3, S, S) normalised in float32, zero-padded at bottom/right, then cast to ``dtype``.
+    """
+    x = (image.float() - pixel_mean) / pixel_std
+    height, width = x.shape[-2:]
+    return F.pad(x, (0, side - width, 0, side - height)).to(dtype)

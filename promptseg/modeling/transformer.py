@@ -2,17 +2,39 @@
 
 Module and parameter names follow the official model. Attention math lives behind
 :func:`promptseg.ops.token_attention`.
+
+The first block also has a gathered form (a promptseg addition, public for the fused decoder):
+what it computes from the image tokens alone (:class:`ImageSide`, from
+:meth:`TwoWayTransformer.image_side`) is computed once per image, and P prompts read those rows
+through an index (:meth:`TwoWayTransformer.forward_gathered`, over
+:func:`promptseg.ops.gathered_token_attention`) instead of P copies of their image.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import nn
 
 from promptseg.modeling.common import LayerNorm, MLPBlock
-from promptseg.ops import token_attention
+from promptseg.ops import gathered_token_attention, token_attention
+
+
+class ImageSide(NamedTuple):
+    """What the first two-way block computes from B rows of image tokens alone (no prompt).
+
+    N image tokens, Ci the attention dim of the cross-attentions (``embedding_dim / downsample_rate``).
+
+    Attributes:
+        keys: (B, N, Ci) the token->image keys, ``k_proj(image_tokens + image_pos)``.
+        values: (B, N, Ci) the token->image values, ``v_proj(image_tokens)``.
+        queries: (B, N, Ci) the image->token queries, ``q_proj(image_tokens + image_pos)``.
+    """
+
+    keys: torch.Tensor
+    values: torch.Tensor
+    queries: torch.Tensor
 
 
 class TwoWayTransformer(nn.Module):
@@ -92,6 +114,41 @@ class TwoWayTransformer(nn.Module):
         attn_out = self.final_attn_token_to_image(q=queries + point_embedding, k=keys + image_pos, v=keys)
         return self.norm_final_attn(queries + attn_out), keys
 
+    def image_side(self, image_tokens: torch.Tensor, image_pos: torch.Tensor) -> ImageSide:
+        """The first block's prompt-independent work (see :meth:`TwoWayAttentionBlock.image_side`)."""
+        return self.layers[0].image_side(image_tokens, image_pos)
+
+    def image_side_tensors(self) -> list[torch.Tensor]:
+        """The weights :meth:`image_side` reads (see :meth:`TwoWayAttentionBlock.image_side_tensors`)."""
+        return self.layers[0].image_side_tensors()
+
+    def forward_gathered(
+        self,
+        point_embedding: torch.Tensor,
+        image_tokens: torch.Tensor,
+        image_pos: torch.Tensor,
+        image_side: ImageSide,
+        index: torch.Tensor,
+        key_padding_mask: Optional[torch.Tensor] = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` for P prompts whose image tokens are rows of a shared table.
+
+        Args:
+            point_embedding: (P, T, C) tokens (output tokens then prompt tokens).
+            image_tokens: (B, N, C) image tokens (plus dense prompt embedding) of the table's rows.
+            image_pos: (1, N, C) positional encoding of the image tokens.
+            image_side: :meth:`image_side` of ``image_tokens`` and ``image_pos``.
+            index: (P,) int64, the table row of each prompt.
+            key_padding_mask: (P, T) bool, False for padding tokens, or None.
+        Returns:
+            (P, T, C) processed tokens and (P, N, C) processed image tokens, equal to
+            :meth:`forward` on ``image_tokens[index]``.
+        """
+        queries, keys = self.layers[0].forward_gathered(
+            point_embedding, point_embedding, image_tokens, image_side, index, key_padding_mask
+        )
+        return self.run_layers(queries, keys, point_embedding, image_pos, key_padding_mask, first_layer=1)
+
 
 class TwoWayAttentionBlock(nn.Module):
     """Token self-attention, token->image cross-attention, token MLP, image->token cross-attention."""
@@ -129,13 +186,7 @@ class TwoWayAttentionBlock(nn.Module):
         The first block skips the positional encoding of the tokens and
         replaces them with their self-attention (no residual), as in SAM.
         """
-        if self.skip_first_layer_pe:
-            queries = self.self_attn(q=queries, k=queries, v=queries, key_padding_mask=key_padding_mask)
-        else:
-            q = queries + query_pe
-            queries = queries + self.self_attn(q=q, k=q, v=queries, key_padding_mask=key_padding_mask)
-        queries = self.norm1(queries)
-
+        queries = self._token_self_attention(queries, query_pe, key_padding_mask)
         keys_with_pe = keys + key_pe
         queries = self.norm2(queries + self.cross_attn_token_to_image(q=queries + query_pe, k=keys_with_pe, v=keys))
         queries = self.norm3(queries + self.mlp(queries))
@@ -145,6 +196,76 @@ class TwoWayAttentionBlock(nn.Module):
         )
         keys = self.norm4(keys + image_update)
         return queries, keys
+
+    def image_side(self, keys: torch.Tensor, key_pe: torch.Tensor) -> ImageSide:
+        """What :meth:`forward` computes from the image tokens alone, for :meth:`forward_gathered`.
+
+        Args:
+            keys: (B, N, C) image tokens.
+            key_pe: (B or 1, N, C) their positional encoding.
+        Returns:
+            The (B, N, Ci) projections of :class:`ImageSide`.
+        """
+        keys_with_pe = keys + key_pe
+        to_image, to_token = self.cross_attn_token_to_image, self.cross_attn_image_to_token
+        return ImageSide(to_image.k_proj(keys_with_pe), to_image.v_proj(keys), to_token.q_proj(keys_with_pe))
+
+    def image_side_tensors(self) -> list[torch.Tensor]:
+        """Every weight tensor :meth:`image_side` reads (for a cache of its results to check)."""
+        projections = (
+            self.cross_attn_token_to_image.k_proj,
+            self.cross_attn_token_to_image.v_proj,
+            self.cross_attn_image_to_token.q_proj,
+        )
+        return [tensor for projection in projections for tensor in projection.parameters()]
+
+    def forward_gathered(
+        self,
+        queries: torch.Tensor,
+        query_pe: torch.Tensor,
+        keys: torch.Tensor,
+        image_side: ImageSide,
+        index: torch.Tensor,
+        key_padding_mask: Optional[torch.Tensor] = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` for P prompts on rows of shared image tokens, read through ``index``.
+
+        Args:
+            queries: (P, T, C) tokens, ``query_pe`` (P, T, C) their positional encoding.
+            keys: (B, N, C) image tokens of the B rows.
+            image_side: :meth:`image_side` of ``keys`` (and their positional encoding).
+            index: (P,) int64, the row of each prompt.
+            key_padding_mask: (P, T) bool, False for padding tokens, or None.
+        Returns:
+            (P, T, C) tokens and (P, N, C) image tokens, equal to :meth:`forward` on ``keys[index]``
+            (the image tokens are gathered once, at the residual; attention reads the rows by index).
+        """
+        queries = self._token_self_attention(queries, query_pe, key_padding_mask)
+        to_image = self.cross_attn_token_to_image
+        attended = to_image.attend_projected(
+            to_image.q_proj(queries + query_pe), image_side.keys, image_side.values, kv_index=index
+        )
+        queries = self.norm2(queries + attended)
+        queries = self.norm3(queries + self.mlp(queries))
+        to_token = self.cross_attn_image_to_token
+        image_update = to_token.attend_projected(
+            image_side.queries, to_token.k_proj(queries + query_pe), to_token.v_proj(queries), key_padding_mask,
+            q_index=index,
+        )
+        rows = keys if keys.shape[0] == 1 else keys[index]
+        return queries, self.norm4(rows + image_update)
+
+    def _token_self_attention(
+        self, queries: torch.Tensor, query_pe: torch.Tensor, key_padding_mask: Optional[torch.Tensor]
+    ) -> torch.Tensor:
+        """The block's first step: token self-attention (no positional encoding and no residual in
+        SAM's first block), then ``norm1``."""
+        if self.skip_first_layer_pe:
+            queries = self.self_attn(q=queries, k=queries, v=queries, key_padding_mask=key_padding_mask)
+        else:
+            q = queries + query_pe
+            queries = queries + self.self_attn(q=q, k=q, v=queries, key_padding_mask=key_padding_mask)
+        return self.norm1(queries)
 
 
 class Attention(nn.Module):
@@ -177,5 +298,29 @@ class Attention(nn.Module):
         """(B, Nq, C) queries, (B, Nk, C) keys and values -> (B, Nq, C)."""
         out = token_attention(
             self.q_proj(q), self.k_proj(k), self.v_proj(v), self.num_heads, key_padding_mask, backend=self.backend
+        )
+        return self.out_proj(out)
+
+    def attend_projected(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        key_padding_mask: Optional[torch.Tensor] = None,
+        q_index: Optional[torch.Tensor] = None,
+        kv_index: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """Attention on inputs already through ``q_proj``/``k_proj``/``v_proj``, rows gathered by index.
+
+        Args:
+            q: (Bq, Nq, Ci) projected queries; k, v: (Bk, Nk, Ci) projected keys and values.
+            key_padding_mask: (P, Nk) bool, False for keys never attended to, or None.
+            q_index, kv_index: (P,) int64 rows of ``q`` / of ``k`` and ``v`` for each of P outputs,
+                or None where that input already has P rows.
+        Returns:
+            (P, Nq, C): ``out_proj`` of :func:`promptseg.ops.gathered_token_attention`.
+        """
+        out = gathered_token_attention(
+            q, k, v, self.num_heads, key_padding_mask, q_index=q_index, kv_index=kv_index, backend=self.backend
         )
         return self.out_proj(out)

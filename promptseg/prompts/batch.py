@@ -34,7 +34,8 @@ class PromptBatch:
             none does, or when whoever built the batch did not record them).
         extra_tokens: (P, K, C) embedded sparse tokens that follow the T point-like tokens (a text
             prompt's tokens), in the model dtype, or None when no prompt has any. When given,
-            ``token_mask`` (if not None) is (P, T + K).
+            ``token_mask`` (if not None) is (P, T + K). ``Sam.embed_prompt_tokens`` appends them
+            to the embedded point-like tokens.
     """
 
     coords: torch.Tensor
@@ -44,13 +45,6 @@ class PromptBatch:
     has_mask: Optional[torch.Tensor]
     masked_prompts: Optional[list[int]] = None
     extra_tokens: Optional[torch.Tensor] = None
-
-    def sparse_embeddings(self, point_embeddings: torch.Tensor) -> torch.Tensor:
-        """(P, T, C) embedded point-like tokens -> the (P, T + K, C) sparse embeddings the decoder
-        takes: those followed by ``extra_tokens`` (unchanged when there are none)."""
-        if self.extra_tokens is None:
-            return point_embeddings
-        return torch.cat([point_embeddings, self.extra_tokens.to(point_embeddings.dtype)], dim=1)
 
 
 def pack_prompts(

@@ -123,14 +123,14 @@ def run_session(
     losses, ious = [], []
     for round_index in range(len(schedule) + 1):
         coords, labels = state.tokens()
-        sparse = prompt_encoder.embed_tokens(coords, labels)
-        token_mask = None
-        if text is not None:
-            token_mask = text.token_mask(labels, first_round=round_index == 0)
-            sparse = torch.cat([sparse, text.tokens.to(sparse.dtype)], dim=1)
-        dense = prompt_encoder.dense_embeddings(count, previous_logits)
-        low_res, iou_predictions = decoder.predict_masks(
-            embeddings, prompt_encoder.get_dense_pe(), sparse, dense, image_index=image_index,
+        token_mask = None if text is None else text.token_mask(labels, first_round=round_index == 0)
+        low_res, iou_predictions = model.decode_tokens(
+            embeddings,
+            coords,
+            labels,
+            prompt_encoder.dense_embeddings(count, previous_logits),
+            image_index=image_index,
+            extra_tokens=None if text is None else text.tokens,
             token_padding_mask=token_mask,
         )
         terms = promptable_loss(low_res.float(), iou_predictions, low_res_targets, candidates)
