@@ -1,0 +1,93 @@
+"""The encoder attention's CPU path (promptseg.ops.cpu_attention) and the one-copy window partitioning,
+against the materialised reference form (``export=True``) and the traceable partitioning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from promptseg.ops import cpu_attention, vit_attention_reference
+from promptseg.ops import windows as window_ops
+from tests._support import relative_error
+
+# (batch, H, W, heads, head_dim, window): windows with padding, a global grid in one block of
+# grids, a global grid in query-row blocks with a partial last block (3 heads x 1200^2 > the bias
+# budget: 1200 = 4 x 256 + 176), and windows that divide the grid.
+SHAPES = [(2, 16, 16, 2, 32, 7), (1, 20, 13, 3, 16, 0), (1, 40, 30, 3, 8, 0), (2, 12, 12, 2, 8, 4)]
+
+
+def inputs(batch, height, width, heads, head_dim, window, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    side_h, side_w = (window, window) if window else (height, width)
+    qkv = torch.randn(batch, height, width, 3 * heads * head_dim, generator=generator)
+    rel_h = 0.3 * torch.randn(2 * side_h - 1, head_dim, generator=generator)
+    rel_w = 0.3 * torch.randn(2 * side_w - 1, head_dim, generator=generator)
+    return qkv, rel_h, rel_w, torch.randn(3 * heads * head_dim, generator=generator)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("rel_pos", [True, False])
+def test_cpu_path_matches_the_materialised_reference(shape, rel_pos):
+    qkv, rel_h, rel_w, bias = inputs(*shape)
+    heads, window = shape[3], shape[5]
+    tables = (rel_h, rel_w) if rel_pos else (None, None)
+    with torch.no_grad():
+        expected = vit_attention_reference(qkv, heads, *tables, window, bias, export=True)
+        actual = vit_attention_reference(qkv, heads, *tables, window, bias)
+    assert actual.shape == expected.shape and actual.is_contiguous()
+    assert relative_error(actual, expected) < 1e-6
+
+
+def test_row_blocks_are_taken_for_large_grids(monkeypatch):
+    calls = []
+    original = cpu_attention._attend_rows
+    monkeypatch.setattr(cpu_attention, "_attend_rows", lambda *args: calls.append(1) or original(*args))
+    qkv, rel_h, rel_w, bias = inputs(*SHAPES[2])
+    with torch.no_grad():
+        vit_attention_reference(qkv, 3, rel_h, rel_w, 0, bias)
+        assert calls == [1]
+        small, small_h, small_w, _ = inputs(*SHAPES[1])  # 3 x 260^2: whole grids in one block
+        vit_attention_reference(small, 3, small_h, small_w, 0, None)
+    assert calls == [1]
+
+
+def test_cpu_path_applies_to_cpu_float32_without_gradients():
+    qkv, rel_h, rel_w, bias = inputs(*SHAPES[0])
+    with torch.no_grad():
+        assert cpu_attention.cpu_attention_applies(qkv, rel_h, rel_w, bias)
+        assert not cpu_attention.cpu_attention_applies(qkv.double(), rel_h.double(), rel_w.double(), None)
+        assert not cpu_attention.cpu_attention_applies(qkv.bfloat16(), None, None, None)
+    weights = rel_h.clone().requires_grad_()
+    assert not cpu_attention.cpu_attention_applies(qkv, weights, rel_w, bias)
+    # Training keeps the reference's own arithmetic and backward.
+    out = vit_attention_reference(qkv, 2, weights, rel_w, 7, bias)
+    out.sum().backward()
+    assert weights.grad is not None and torch.equal(out, vit_attention_reference(qkv, 2, weights, rel_w, 7, bias, export=True))
+
+
+@pytest.mark.parametrize("size, window", [((16, 16), 7), ((14, 14), 7), ((13, 20), 6), ((5, 3), 8)])
+@pytest.mark.parametrize("pad_value", [False, True])
+def test_window_partitioning_equals_the_traceable_form(size, window, pad_value):
+    height, width = size
+    x = torch.randn(2, height, width, 5)
+    value = torch.randn(5) if pad_value else None
+    windows, padded = window_ops.partition_windows(x, window, value)
+    expected, expected_padded = window_ops._partition_traceable(x, window, value)
+    assert padded == expected_padded and torch.equal(windows, expected)
+    grid = window_ops.unpartition_windows(windows, window, padded, size)
+    assert torch.equal(grid, x) and grid.is_contiguous()
+    assert torch.equal(grid, window_ops._unpartition_traceable(windows, window, padded, size))
+    transposed = x.transpose(1, 2)  # a non-contiguous grid
+    assert torch.equal(window_ops.partition_windows(transposed, window)[0], window_ops._partition_traceable(transposed, window, None)[0])
+
+
+def test_window_partitioning_passes_gradients():
+    x = torch.randn(1, 13, 20, 4, requires_grad=True)
+    value = torch.randn(4, requires_grad=True)
+    windows, padded = window_ops.partition_windows(x, 6, value)
+    window_ops.unpartition_windows(2 * windows, 6, padded, (13, 20)).sum().backward()
+    assert torch.equal(x.grad, torch.full_like(x, 2.0)) and torch.equal(value.grad, torch.zeros(4))
+    windows, _ = window_ops.partition_windows(x, 6, value)
+    value.grad = None
+    windows.sum().backward()
+    assert torch.equal(value.grad, torch.full((4,), 18 * 24 - 13 * 20.0))
