@@ -7,6 +7,7 @@ The image side has the same kind of seam in :mod:`promptseg.encoders`.
 
 from promptseg.decoders.auto import AutoDecoder
 from promptseg.decoders.base import DecodeResult, Decoder, ModelDecoder, ModuleDecoder, select_outputs
+from promptseg.decoders.engine import EngineDecoder
 from promptseg.decoders.fused import FusedDecoder, ImageTable, fused_path_available
 from promptseg.decoders.graphs import GraphDecoder
 
@@ -14,6 +15,7 @@ __all__ = [
     "AutoDecoder",
     "DecodeResult",
     "Decoder",
+    "EngineDecoder",
     "FusedDecoder",
     "GraphDecoder",
     "ImageTable",

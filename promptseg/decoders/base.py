@@ -10,7 +10,8 @@ scores of full-size masks); none of them knows which implementation runs. Implem
   image-side work hoisted per image and promptseg's kernels;
 * :class:`promptseg.decoders.graphs.GraphDecoder`: single prompts replayed from CUDA graphs;
 * :class:`promptseg.decoders.auto.AutoDecoder`: picks one of those per call (the default);
-* ``promptseg.export.engine_decoder.EngineDecoder``: ONNX Runtime / TensorRT engines.
+* :class:`promptseg.decoders.engine.EngineDecoder`: exported graphs in ONNX Runtime / TensorRT engines
+  (the CPU engine's decoder, ``TensorRTPredictor``'s).
 
 Post-processing and measuring belong to the decoder: the decoders over a model's modules
 (:class:`ModelDecoder`) run them on the model's ops backend, so on a CUDA model with the extension

@@ -7,8 +7,8 @@ implementation runs. Implementations:
 
 * :class:`promptseg.encoders.module.ModuleImageEncoder`: the model's ``image_encoder`` module
   (eager, or whatever module was put there, e.g. a ``torch.compile``-d one);
-* ``promptseg.export.engine_encoder.EngineImageEncoder``: an exported encoder graph in ONNX Runtime
-  or TensorRT.
+* :class:`promptseg.encoders.engine.EngineImageEncoder`: an exported encoder graph in ONNX Runtime
+  or TensorRT; :class:`promptseg.encoders.onnxruntime.OnnxRuntimeImageEncoder`, the CPU engine's.
 
 A new implementation (a compiled module, an ONNX Runtime session of its own) subclasses
 :class:`ImageEncoder`; its class name is what ``repr(SamPredictor)`` shows.

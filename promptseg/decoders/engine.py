@@ -1,0 +1,103 @@
+"""``EngineDecoder``: a :class:`promptseg.decoders.Decoder` that runs an exported batched-decoder graph
+(``promptseg.export.export_onnx_batched_decoder``) in an engine: TensorRT, or ONNX Runtime."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Sequence
+
+import torch
+
+from promptseg.decoders.base import DecodeResult, Decoder, select_outputs
+from promptseg.encoders.engine import Engine
+from promptseg.modeling import Sam
+from promptseg.prompts.batch import PromptBatch
+from promptseg.prompts.tokens import NOT_A_POINT
+
+if TYPE_CHECKING:
+    from promptseg.export.profiles import EngineLimits
+
+
+class EngineDecoder(Decoder):
+    """Decodes packed prompts with a batched-decoder engine, ``limits.max_prompts`` prompts on at most
+    ``limits.max_images`` distinct images per call (all of them in one call without limits, as for
+    ONNX Runtime's dynamic shapes); low-res logits and IoU come back float32. Post-processing and
+    measuring are the :class:`~promptseg.decoders.Decoder` defaults (the PyTorch reference arithmetic)."""
+
+    def __init__(
+        self, engine: Engine, limits: Optional["EngineLimits"], num_mask_tokens: int, mask_size: int
+    ) -> None:
+        """
+        Args:
+            engine: runs the graph of ``export_onnx_batched_decoder``.
+            limits: the shape limits the engine was built with (``promptseg.export.profiles.EngineLimits``),
+                or None for an engine without any (ONNX Runtime).
+            num_mask_tokens: masks the graph returns per prompt (``MaskDecoder.num_mask_tokens``).
+            mask_size: side S of the low-res logits and of mask inputs.
+        """
+        self.engine = engine
+        self.limits = limits
+        self.num_mask_tokens = num_mask_tokens
+        self.mask_size = mask_size
+
+    @classmethod
+    def for_model(cls, engine: Engine, model: Sam, limits: Optional["EngineLimits"] = None) -> "EngineDecoder":
+        """The decoder engine exported from ``model``: its mask count and low-res mask size."""
+        return cls(engine, limits, model.mask_decoder.num_mask_tokens, model.prompt_encoder.mask_input_size[0])
+
+    def decode(
+        self, features: torch.Tensor, batch: PromptBatch, image_index: Sequence[int], multimask_output: bool
+    ) -> DecodeResult:
+        if batch.extra_tokens is not None:
+            raise ValueError(
+                "exported engines take point, box and mask prompts only; decode text prompts with a "
+                "SamPredictor on the PyTorch model (its default decoder)"
+            )
+        coords, labels, token_mask = _at_least_one_token(batch)
+        prompts, tokens = labels.shape
+        if self.limits is not None and tokens > self.limits.max_points:
+            raise ValueError(
+                f"a prompt has {tokens} tokens (points, box corners, padding point); the engine takes at most "
+                f"{self.limits.max_points}: rebuild with a larger EngineLimits.max_points"
+            )
+        device = self.engine.device
+        side = self.mask_size
+        mask_inputs = batch.mask_inputs if batch.mask_inputs is not None else coords.new_zeros(prompts, 1, side, side)
+        has_mask = batch.has_mask.float() if batch.has_mask is not None else coords.new_zeros(prompts)
+        low_res = torch.empty(prompts, self.num_mask_tokens, side, side, device=device)
+        iou = torch.empty(prompts, self.num_mask_tokens, device=device)
+        index = torch.as_tensor(list(image_index), dtype=torch.long, device=device)
+        images = index.unique()
+        max_images = self.limits.max_images if self.limits is not None else len(images)
+        for first in range(0, len(images), max_images):
+            group = images[first : first + max_images]
+            members = torch.isin(index, group).nonzero().flatten()
+            for chunk in members.split(self.limits.max_prompts if self.limits is not None else len(members)):
+                outputs = self.engine(
+                    {
+                        "image_embeddings": features[group],
+                        "point_coords": coords[chunk],
+                        "point_labels": labels[chunk].float(),
+                        "token_mask": token_mask[chunk],
+                        "mask_input": mask_inputs[chunk],
+                        "has_mask_input": has_mask[chunk],
+                        "image_index": torch.searchsorted(group, index[chunk]),
+                    }
+                )
+                low_res[chunk] = outputs["low_res_masks"].float()
+                iou[chunk] = outputs["iou_predictions"].float()
+        return select_outputs(low_res, iou, multimask_output)
+
+
+def _at_least_one_token(batch: PromptBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(P, T, 2) coords, (P, T) labels and (P, T) bool token mask with T >= 1.
+
+    Prompts with no token at all (a mask only) get one masked-out token: the
+    engine's profile starts at one token, and a masked token is never attended to.
+    """
+    coords, labels = batch.coords, batch.labels
+    token_mask = batch.token_mask if batch.token_mask is not None else torch.ones_like(labels, dtype=torch.bool)
+    if labels.shape[1] == 0:
+        coords = coords.new_zeros(len(labels), 1, 2)
+        labels = labels.new_full((len(labels), 1), NOT_A_POINT)
+        token_mask = torch.zeros_like(labels, dtype=torch.bool)
+    return coords, labels, token_mask
