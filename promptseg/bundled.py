@@ -34,6 +34,8 @@ def bundled_checkpoint() -> Path:
     return bundled_weights_file(BUNDLED_WEIGHTS)
 
 
-def build_bundled_sam(device: Optional[Union[str, torch.device]] = None, dtype: Optional[torch.dtype] = None) -> Sam:
-    """The bundled model, ready for ``SamPredictor``."""
-    return build_sam(BUNDLED_MODEL_TYPE, checkpoint=bundled_checkpoint(), device=device, dtype=dtype)
+def build_bundled_sam(
+    device: Optional[Union[str, torch.device]] = None, dtype: Optional[torch.dtype] = None, engine: str = "auto"
+) -> Sam:
+    """The bundled model, ready for ``SamPredictor``; ``engine`` as in :func:`promptseg.build_sam`."""
+    return build_sam(BUNDLED_MODEL_TYPE, checkpoint=bundled_checkpoint(), device=device, dtype=dtype, engine=engine)

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from promptseg.decoders import AutoDecoder, Decoder
-from promptseg.encoders import ImageEncoder, ModuleImageEncoder
+from promptseg.decoders import AutoDecoder, Decoder, EngineDecoder
+from promptseg.encoders import EngineChoice, ImageEncoder, OnnxRuntimeEngine, default_image_encoder
 from promptseg.errors import ImageNotSetError
 from promptseg.modeling import Sam
 from promptseg.prompts.batch import pack_prompts, tensor_prompt_batch
@@ -58,12 +58,15 @@ class SamPredictor:
             prompt_batch_size: prompts decoded together by the batched calls;
                 bounds the decoder's memory (a promptseg addition).
             decoder: what decodes prompts (a promptseg addition); default an
-                :class:`~promptseg.decoders.AutoDecoder` of ``sam_model``.
+                :class:`~promptseg.decoders.AutoDecoder` of ``sam_model``, or where the default
+                encoder is the ONNX Runtime engine (and no ``text``), an
+                :class:`~promptseg.decoders.EngineDecoder` on the model's exported decoder graph.
             text: the concept encoder and text prompt encoder for text prompts (a promptseg
                 addition), from ``promptseg.text.load_text_model``; None: no text prompts.
-            encoder: what embeds images (a promptseg addition); default a
-                :class:`~promptseg.encoders.ModuleImageEncoder` of ``sam_model``. Its input size
-                must be the model's.
+            encoder: what embeds images (a promptseg addition); default
+                :func:`promptseg.encoders.default_image_encoder`: the model's module, or for a model
+                built by ``build_sam`` the CPU engine it chooses (``engine_choice`` says which and
+                why). Its input size must be the model's.
         """
         if prompt_batch_size < 1:
             raise ValueError(f"prompt_batch_size must be >= 1, got {prompt_batch_size}")
@@ -72,7 +75,11 @@ class SamPredictor:
         if encoder is not None and not isinstance(encoder, ImageEncoder):
             raise TypeError(f"encoder must be a promptseg.encoders.ImageEncoder, got {type(encoder).__name__}")
         self.model = sam_model
-        self.encoder: ImageEncoder = encoder if encoder is not None else ModuleImageEncoder(sam_model)
+        self.engine_choice: Optional[EngineChoice] = None
+        """Which CPU engine embeds images and why, when the predictor chose it (see ``build_sam(engine=)``)."""
+        if encoder is None:
+            encoder, self.engine_choice = default_image_encoder(sam_model)
+        self.encoder: ImageEncoder = encoder
         if self.encoder.img_size != sam_model.image_encoder.img_size:
             raise ValueError(
                 f"the encoder takes {self.encoder.img_size}x{self.encoder.img_size} images, but the model's "
@@ -80,7 +87,13 @@ class SamPredictor:
             )
         self.transform = ResizeLongestSide(self.encoder.img_size)
         self.prompt_batch_size = prompt_batch_size
-        self.decoder: Decoder = decoder if decoder is not None else AutoDecoder(sam_model)
+        if decoder is None:
+            entry = self.engine_choice.entry if self.engine_choice is not None else None
+            if entry is not None and text is None:
+                decoder = EngineDecoder.for_model(OnnxRuntimeEngine(entry.decoder), sam_model)
+            else:
+                decoder = AutoDecoder(sam_model)
+        self.decoder: Decoder = decoder
         if text is not None:
             if not callable(getattr(text, "tokens", None)) or not callable(getattr(text, "check_model", None)):
                 raise TypeError(f"text must be a promptseg.text.TextPrompting, got {type(text).__name__}")
@@ -169,7 +182,8 @@ class SamPredictor:
 
     def __repr__(self) -> str:
         images = len(self.original_sizes) if self.is_image_set else 0
-        return f"{type(self).__name__}(encoder={self.encoder!r}, decoder={self.decoder!r}, images_set={images})"
+        engine = f", engine={str(self.engine_choice)!r}" if self.engine_choice is not None else ""
+        return f"{type(self).__name__}(encoder={self.encoder!r}, decoder={self.decoder!r}{engine}, images_set={images})"
 
     # ---------------------------------------------------------------- prompts
     def predict(

@@ -9,6 +9,7 @@ its body is reported as skipped, not failed, when that package is not installed 
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 import torch
@@ -19,6 +20,24 @@ from tests._support import IMAGE_NAMES, TINY, load_image, model_pair
 OPTIONAL_PACKAGES = frozenset(
     {"segment_anything", "segment_anything_fast", "pycocotools", "cv2", "onnx", "onnxruntime", "tensorrt"}
 )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_cpu_engine_cache(tmp_path_factory):
+    """Which CPU engine embeds images depends on the ONNX Runtime cache and on PROMPTSEG_CPU_ENGINE
+    (promptseg.encoders.auto): the suite gets an empty cache of its own and no override, so that
+    exports on this machine never change which engine a test runs. Yields the cache root."""
+    names = ("PROMPTSEG_CACHE_DIR", "PROMPTSEG_CPU_ENGINE")
+    saved = {name: os.environ.get(name) for name in names}
+    root = tmp_path_factory.mktemp("promptseg-cache")
+    os.environ["PROMPTSEG_CACHE_DIR"] = str(root)
+    os.environ.pop("PROMPTSEG_CPU_ENGINE", None)
+    yield root
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from promptseg.amg.outputs import (
     write_image,
 )
 from promptseg.cli.common import add_model_arguments, list_images, load_model
+from promptseg.encoders.auto import ENGINES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="an image file or a folder of images; with --engine ray also a file list (.txt), a glob, "
         "or a remote URI that Ray Data reads (s3://, gs://)",
     )
-    add_model_arguments(amg)
+    add_model_arguments(amg, engine=False)
     amg.add_argument("--out", type=Path, required=True, help="output folder (re-runs resume in it)")
     amg.add_argument(
         "--format", choices=("coco", "png"), default="coco",
@@ -54,8 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     engine = amg.add_argument_group("engine (promptseg.distributed; --engine ray needs promptseg[ray])")
     engine.add_argument(
-        "--engine", choices=("local", "ray"), default="local",
-        help="local: this process, one image at a time (default); ray: a Ray Data pipeline over an actor pool",
+        "--engine", choices=("local", "ray", *ENGINES[1:]), default="local",
+        help="local: this process, one image at a time (default); ray: a Ray Data pipeline over an actor pool; "
+        "torch, onnxruntime, onnxruntime-int8: this process, with that CPU engine (local picks one, see docs/cpu.md)",
     )
     engine.add_argument(
         "--address", default=None,

@@ -9,8 +9,9 @@ from pathlib import Path
 import torch
 
 from promptseg.amg.outputs import IMAGE_SUFFIXES
-from promptseg.build import build_sam, model_types
+from promptseg.build import build_sam, model_types, prepare_engine
 from promptseg.bundled import BUNDLED_DESCRIPTION, build_bundled_sam
+from promptseg.encoders.auto import ENGINES, choose_engine
 from promptseg.modeling import Sam
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -24,8 +25,15 @@ RANDOM_WEIGHTS_WARNING = """
 """
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """--model, --checkpoint, --device and --dtype."""
+ENGINE_HELP = (
+    "what embeds images on the CPU: auto (default: ONNX Runtime when this model's export is already "
+    "cached, else torch; $PROMPTSEG_CPU_ENGINE overrides), torch, onnxruntime (exact; the first run "
+    "exports the model to the cache, about a minute for vit_b), onnxruntime-int8 (faster, approximate)"
+)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, engine: bool = True) -> None:
+    """--model, --checkpoint, --device and --dtype, and with ``engine`` --engine (the CPU engine)."""
     parser.add_argument(
         "--model", choices=model_types(),
         help="model type; without --model and --checkpoint the bundled vit_tiny model is used",
@@ -33,6 +41,14 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, help="official .pth or .safetensors weights (or ours)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="model precision")
+    if engine:
+        parser.add_argument("--engine", default="auto", choices=ENGINES, help=ENGINE_HELP)
+
+
+def cpu_engine(args: argparse.Namespace) -> str:
+    """The CPU engine the arguments ask for (``--engine``; ``auto`` where the command has another --engine)."""
+    engine = getattr(args, "engine", "auto")
+    return engine if engine in ENGINES else "auto"
 
 
 def load_model(args: argparse.Namespace) -> tuple[Sam, str]:
@@ -44,13 +60,23 @@ def load_model(args: argparse.Namespace) -> tuple[Sam, str]:
     """
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = DTYPES[args.dtype]
+    engine = cpu_engine(args)
     if args.model is None and args.checkpoint is None:
-        return build_bundled_sam(device=device, dtype=dtype), f"{BUNDLED_DESCRIPTION} (bundled), on {device}, {args.dtype}"
+        model = build_bundled_sam(device=device, dtype=dtype, engine=engine)
+        return model, with_engine(model, f"{BUNDLED_DESCRIPTION} (bundled), on {device}, {args.dtype}")
     if args.checkpoint is None:
         print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
-    model = build_sam(args.model, checkpoint=args.checkpoint, device=device, dtype=dtype)
+    model = build_sam(args.model, checkpoint=args.checkpoint, device=device, dtype=dtype, engine=engine)
     weights = "RANDOM weights" if args.checkpoint is None else f"weights {args.checkpoint}"
-    return model, f"{args.model or 'model type read from the checkpoint'} with {weights}, on {device}, {args.dtype}"
+    description = f"{args.model or 'model type read from the checkpoint'} with {weights}, on {device}, {args.dtype}"
+    return model, with_engine(model, description)
+
+
+def with_engine(model: Sam, description: str) -> str:
+    """``description`` plus, for a model on the CPU, which engine will embed its images and why."""
+    if model.device.type != "cpu":
+        return description
+    return f"{description}; image encoder: {choose_engine(model)}"
 
 
 def load_text_model_from_args(args: argparse.Namespace) -> tuple[Sam, object, str]:
@@ -68,6 +94,7 @@ def load_text_model_from_args(args: argparse.Namespace) -> tuple[Sam, object, st
     if getattr(args, "clip_model", None) is not None or getattr(args, "clip_checkpoint", None) is not None:
         concept = load_concept_encoder("open_clip", model=args.clip_model, checkpoint=args.clip_checkpoint)
     model, text = load_text_model(args.checkpoint, concept, args.model, device=device, dtype=DTYPES[args.dtype])
+    prepare_engine(model, cpu_engine(args))
     source = "bundled vit_tiny text model" if args.checkpoint is None else f"text checkpoint {args.checkpoint}"
     concept_name = getattr(text.concept_encoder, "name", type(text.concept_encoder).__name__)
     return model, text, f"{source}, concept encoder: {concept_name}, on {device}, {args.dtype}"

@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="--dtype is the precision of encoder.onnx; LayerNorm and softmax statistics stay float32. "
         "Tracing runs one forward pass: a GPU (--device cuda) is much faster for float16 and bfloat16.",
     )
-    add_model_arguments(onnx)
+    add_model_arguments(onnx, engine=False)
     onnx.add_argument("--out", type=Path, required=True, help="output folder")
     onnx.add_argument("--quantize", action="store_true", help="also write uint8-quantised decoders (*_quantized.onnx)")
     onnx.add_argument("--return-single-mask", action="store_true", help="decoder.onnx returns one mask, as officially")
@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="build and cache TensorRT engines (needs tensorrt >= 10 and a GPU)",
         description="Builds the image encoder and batched decoder engines, or finds them in the cache.",
     )
-    add_model_arguments(tensorrt)
+    add_model_arguments(tensorrt, engine=False)
     tensorrt.add_argument("--precision", default="fp16", choices=PRECISIONS, help="engine precision (default fp16)")
     tensorrt.add_argument(
         "--cache-dir", type=Path, help="engine cache (default $PROMPTSEG_CACHE_DIR or ~/.cache/promptseg/tensorrt)"

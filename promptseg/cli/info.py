@@ -1,9 +1,10 @@
-"""``promptseg info``: what this installation of promptseg is (versions, device, and which CUDA
-kernels were built)."""
+"""``promptseg info``: what this installation of promptseg is (versions, device, which CUDA
+kernels were built, and which CPU engine embeds images and why)."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import sys
 
@@ -11,6 +12,8 @@ import numpy as np
 import torch
 
 from promptseg import __version__
+from promptseg.encoders.auto import CPU_ENGINE_ENV, onnxruntime_installed
+from promptseg.encoders.cache import DESCRIPTION_FILE, default_cache_dir
 from promptseg.ops import (
     available_kernels,
     build_stamp_status,
@@ -49,7 +52,37 @@ def environment_report() -> dict[str, object]:
         "kernels_enabled": kernels_enabled(),
         "concept_model": f"{BUNDLED_CONCEPT_DESCRIPTION} (weights/{BUNDLED_CONCEPT_WEIGHTS})",
         "vocabulary": f"colours {', '.join(COLOURS)}; shapes {', '.join(SHAPES)}; fills {', '.join(FILLS)}",
+        **cpu_engine_report(),
         "kernels": available_kernels(),
+    }
+
+
+def cpu_engine_report() -> dict[str, object]:
+    """The CPU engines: threads, ONNX Runtime, the export cache, the override, and the choice for the
+    bundled model (a model on the CPU; see promptseg.encoders.auto)."""
+    from promptseg.bundled import build_bundled_sam
+    from promptseg.encoders.auto import choose_engine
+
+    if onnxruntime_installed():
+        import onnxruntime
+
+        runtime = onnxruntime.__version__
+    else:
+        runtime = "not installed (pip install onnxruntime onnx): the CPU engine is torch"
+    cache = default_cache_dir()
+    entries = sorted(path.parent.name for path in cache.glob(f"*/{DESCRIPTION_FILE}"))
+    model = build_bundled_sam(device="cpu", engine="torch")  # nothing is exported to answer
+    model.image_encoder.engine = "auto"
+    try:
+        bundled = str(choose_engine(model))
+    except (FileNotFoundError, ValueError) as error:  # a bad PROMPTSEG_CPU_ENGINE, an export not made yet
+        bundled = f"none yet: {error}"
+    return {
+        "torch_threads": torch.get_num_threads(),
+        "onnxruntime": runtime,
+        "cpu_engine_env": f"{CPU_ENGINE_ENV}={os.environ.get(CPU_ENGINE_ENV) or '(unset: automatic choice)'}",
+        "engine_cache": f"{cache} ({len(entries)} model(s){': ' + ', '.join(entries) if entries else ''})",
+        "cpu_engine": f"bundled model -> {bundled}",
     }
 
 

@@ -9,6 +9,9 @@ ONNX (needs the ``onnx`` package; ``onnxruntime`` to run or quantise):
   value-dependent shapes; the decoder TensorRT builds from.
 * :func:`export_onnx_bundle`: all three plus a JSON description (``promptseg export onnx``).
 
+ONNX Runtime as the CPU engine: :func:`prepare_cpu_engine` exports a model's graphs once into the
+cache that ``build_sam(..., engine="onnxruntime")`` and the predictors use (docs/cpu.md).
+
 TensorRT (needs ``tensorrt`` >= 10 and a GPU): :mod:`promptseg.export.tensorrt`.
 """
 
@@ -20,7 +23,8 @@ from promptseg.export.onnx_common import describe_onnx
 from promptseg.export.onnx_decoder import export_onnx_batched_decoder, export_onnx_decoder
 from promptseg.export.onnx_encoder import export_onnx_encoder
 from promptseg.export.onnx_graph import tensorrt_hazards
-from promptseg.export.onnx_quantize import quantize_onnx
+from promptseg.export.onnx_quantize import quantize_encoder_int8, quantize_onnx
+from promptseg.export.onnxruntime_cache import prepare_cpu_engine
 from promptseg.export.onnxruntime_engine import OnnxRuntimeEngine
 
 __all__ = [
@@ -33,6 +37,8 @@ __all__ = [
     "export_onnx_bundle",
     "export_onnx_decoder",
     "export_onnx_encoder",
+    "prepare_cpu_engine",
+    "quantize_encoder_int8",
     "quantize_onnx",
     "tensorrt_hazards",
 ]

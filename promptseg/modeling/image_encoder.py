@@ -17,7 +17,14 @@ from promptseg.ops import partition_windows, rel_pos_table, unpartition_windows,
 
 
 class ImageEncoderViT(nn.Module):
-    """(B, 3, S, S) normalised, padded images -> (B, out_chans, S/patch, S/patch) embeddings."""
+    """(B, 3, S, S) normalised, padded images -> (B, out_chans, S/patch, S/patch) embeddings.
+
+    ``engine`` (a promptseg addition) is what a ``SamPredictor`` made without ``encoder=`` embeds
+    images with on the CPU: None (this module; a model not built by ``build_sam``), or what
+    ``build_sam(engine=...)`` recorded (see :mod:`promptseg.encoders.auto`). It changes no weight.
+    """
+
+    engine: Optional[str] = None
 
     def __init__(
         self,

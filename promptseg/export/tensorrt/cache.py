@@ -14,10 +14,14 @@ import re
 from pathlib import Path
 from typing import Optional
 
-import torch
-from torch import nn
-
+from promptseg.encoders.cache import weights_hash
 from promptseg.export.profiles import Profile
+
+# weights_hash is shared with the ONNX Runtime cache (promptseg.encoders.cache) and re-exported here.
+__all__ = [
+    "CACHE_ENV", "ENGINE_FORMAT_VERSION", "PRECISIONS", "check_precision", "default_cache_dir", "engine_key",
+    "engine_path", "timing_cache_path", "weights_hash",
+]
 
 CACHE_ENV = "PROMPTSEG_CACHE_DIR"
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -29,18 +33,6 @@ def check_precision(precision: str) -> None:
     """Raise ValueError unless ``precision`` is one of :data:`PRECISIONS`."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
-
-
-def weights_hash(model: nn.Module) -> str:
-    """sha256 hex digest of ``model``'s state dict: every name, dtype, shape and value, in name order."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        tensor = tensor.detach()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        flat = tensor.contiguous().view(-1)
-        if flat.numel():
-            digest.update(flat.view(torch.uint8).cpu().numpy().tobytes())
-    return digest.hexdigest()
 
 
 def engine_key(

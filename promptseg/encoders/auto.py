@@ -1,0 +1,125 @@
+"""Which engine embeds images on the CPU, and why: the choice ``SamPredictor`` makes for a model built by
+``build_sam`` (or ``build_bundled_sam``, or the CLI) when it is given no ``encoder=``.
+
+A model carries what was asked for in ``model.image_encoder.engine`` (set by ``build_sam(engine=...)``):
+
+* ``torch``: the model's own module (on the CPU, float32 attention runs
+  :func:`promptseg.ops.vit_attention`'s cache-blocked CPU path);
+* ``onnxruntime``: the model's graphs, exported once to the cache (:mod:`promptseg.encoders.cache`),
+  in ONNX Runtime; float32, the model's results to float32 rounding;
+* ``onnxruntime-int8``: the same with a dynamically quantised encoder (not exact; its measured
+  accuracy is in the cache entry and in docs/cpu.md);
+* ``auto`` (the default): ``PROMPTSEG_CPU_ENGINE`` if set, else the fastest exact engine that is
+  ready: ONNX Runtime when the model's export is already cached, else torch. An export is never
+  started on its own: it costs a one-off minute or so for vit_b (see docs/cpu.md), which a single
+  ``promptseg predict`` should not pay.
+
+Models on a GPU or not in float32 always run their module.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from promptseg.encoders.base import ImageEncoder
+from promptseg.encoders.cache import CacheEntry, find_entry
+from promptseg.encoders.module import ModuleImageEncoder
+from promptseg.encoders.onnxruntime import OnnxRuntimeImageEncoder
+from promptseg.modeling import Sam
+
+CPU_ENGINE_ENV = "PROMPTSEG_CPU_ENGINE"
+"""Overrides ``engine="auto"``: ``torch``, ``onnxruntime`` or ``onnxruntime-int8``."""
+ENGINES = ("auto", "torch", "onnxruntime", "onnxruntime-int8")
+ONNXRUNTIME_ENGINES = ("onnxruntime", "onnxruntime-int8")
+
+
+def check_engine(engine: str, source: str = "engine") -> str:
+    """``engine`` if it is one of :data:`ENGINES`, else a ValueError naming them (and ``source``)."""
+    if engine not in ENGINES:
+        raise ValueError(f"{source} must be one of {list(ENGINES)}, got {engine!r}")
+    return engine
+
+
+def onnxruntime_installed() -> bool:
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+@dataclass(frozen=True)
+class EngineChoice:
+    """The engine that embeds a model's images, and why.
+
+    Attributes:
+        engine: ``torch``, ``onnxruntime`` or ``onnxruntime-int8``.
+        reason: why, in a few words (``repr(predictor)`` and ``promptseg info`` show it).
+        entry: the cache entry of an ONNX Runtime engine, else None.
+    """
+
+    engine: str
+    reason: str
+    entry: Optional[CacheEntry] = None
+
+    def image_encoder(self, model: Sam) -> ImageEncoder:
+        """The encoder of this choice for ``model``."""
+        if self.entry is None:
+            return ModuleImageEncoder(model)
+        if self.engine == "onnxruntime-int8":
+            return OnnxRuntimeImageEncoder(model, self.entry.int8_encoder, precision="int8")
+        return OnnxRuntimeImageEncoder(model, self.entry.encoder)
+
+    def __str__(self) -> str:
+        return f"{self.engine}: {self.reason}"
+
+
+def requested_engine(model: Sam) -> tuple[Optional[str], str]:
+    """(what the model asks for, who asked): ``model.image_encoder.engine`` unless it is ``auto`` and
+    ``PROMPTSEG_CPU_ENGINE`` is set. None: the model was not built by ``build_sam``."""
+    engine = getattr(model.image_encoder, "engine", None)
+    if engine == "auto" and os.environ.get(CPU_ENGINE_ENV):
+        return check_engine(os.environ[CPU_ENGINE_ENV], CPU_ENGINE_ENV), f"{CPU_ENGINE_ENV}={os.environ[CPU_ENGINE_ENV]}"
+    return engine, f"engine={engine!r}"
+
+
+def choose_engine(model: Sam, cache_dir: Optional[os.PathLike] = None) -> EngineChoice:
+    """The engine that embeds ``model``'s images (see the module docstring for the rules).
+
+    Raises:
+        FileNotFoundError: an ONNX Runtime engine was asked for, but the model's export is not in
+            the cache (build it with ``promptseg.export.prepare_cpu_engine``, which ``build_sam``
+            calls for ``engine="onnxruntime"``), for example because the weights changed since.
+    """
+    engine, source = requested_engine(model)
+    if engine in (None, "torch"):
+        return EngineChoice("torch", "asked for" if engine else "the model's own module")
+    if model.device.type != "cpu" or model.dtype != torch.float32:
+        return EngineChoice("torch", f"the CPU engines run float32 on the CPU; the model is {model.dtype} on {model.device}")
+    if engine in ONNXRUNTIME_ENGINES:
+        entry = find_entry(model, cache_dir)
+        if entry is None or (engine == "onnxruntime-int8" and not entry.has_int8):
+            raise FileNotFoundError(
+                f"{source} asks for ONNX Runtime, but no {engine} export of this model's weights is cached: run "
+                "promptseg.export.prepare_cpu_engine(model, int8=...) (build_sam(..., engine=...) does), after any "
+                "change of the weights"
+            )
+        return EngineChoice(engine, f"asked for ({source})", entry)
+    if not onnxruntime_installed():
+        return EngineChoice("torch", "onnxruntime is not installed")
+    entry = find_entry(model, cache_dir)
+    if entry is None:
+        return EngineChoice(
+            "torch", "no ONNX Runtime export of these weights is cached (build_sam(..., engine='onnxruntime') makes one)"
+        )
+    return EngineChoice("onnxruntime", f"exact, and faster on CPUs; export cached in {entry.folder}", entry)
+
+
+def default_image_encoder(model: Sam) -> tuple[ImageEncoder, Optional[EngineChoice]]:
+    """The encoder a predictor of ``model`` uses when given none, and the choice behind it (None for a
+    model not built by ``build_sam``: its module, as always)."""
+    if getattr(model.image_encoder, "engine", None) is None:
+        return ModuleImageEncoder(model), None
+    choice = choose_engine(model)
+    return choice.image_encoder(model), choice
