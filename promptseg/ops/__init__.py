@@ -20,6 +20,7 @@ from promptseg.ops.dispatch import (
     check_backend,
     extension_loaded,
     kernel_available,
+    kernel_limits,
     kernels_enabled,
     set_backend,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "gathered_token_attention",
     "gathered_token_attention_reference",
     "kernel_available",
+    "kernel_limits",
     "kernels_enabled",
     "layer_norm_fp32",
     "mask_areas",
