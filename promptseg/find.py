@@ -17,12 +17,12 @@ from promptseg.automatic import MaskRecord, SamAutomaticMaskGenerator
 from promptseg.modeling import Sam
 from promptseg.predictor import SamPredictor
 from promptseg.prompts.validate import check_image
+from promptseg.settings import preset
 from promptseg.text.crops import box_crop
 from promptseg.text.encoder import ConceptEncoder, check_text
 
-# Proposal settings for the bundled vit_tiny SAM, whose predicted IoUs run lower than the official models'.
-# (On validation scenes: 12 x 12 points with these thresholds cover 82% of instances at IoU 0.5 with ~9 proposals.)
-BUNDLED_PROPOSALS = {"points_per_side": 12, "pred_iou_thresh": 0.5, "stability_score_thresh": 0.7, "box_nms_thresh": 0.7}
+# Proposal settings for the bundled vit_tiny SAM: its "find" preset (promptseg.settings).
+BUNDLED_PROPOSALS = preset("bundled", "find").generator_kwargs()
 
 
 def proposal_generator(sam: Union[Sam, SamPredictor, SamAutomaticMaskGenerator, None] = None, **settings: Any) -> SamAutomaticMaskGenerator:

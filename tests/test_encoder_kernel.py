@@ -94,6 +94,7 @@ def poison_cuda_cache() -> None:
         ((1, 64, 64, 3 * 768), 12, 70, True, False),  # window 70: h + w = 140 > 128
     ],
 )
+@needs_extension  # the limits are the extension's (promptseg.ops.kernel_limits)
 def test_kernel_supports(shape, heads, window, has_rel, expected):
     assert encoder_attention.kernel_supports(shape, heads, window, has_rel) is expected
 
@@ -116,6 +117,7 @@ def kernel_spy(monkeypatch):
     return calls, sentinel
 
 
+@needs_extension  # the shape limits are the extension's
 def test_dispatch_sends_only_supported_inputs_to_the_kernel(kernel_spy):
     calls, sentinel = kernel_spy
     qkv, rel_h, rel_w, bias = make_inputs(1, 9, 11, 2, 64, (13, 13), True, torch.bfloat16, device="cpu")

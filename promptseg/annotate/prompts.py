@@ -9,11 +9,21 @@ from typing import Any, Optional
 import numpy as np
 
 from promptseg.annotate.errors import bad_request
+from promptseg.settings import GeneratorSettings, preset
 
-PREFILL_DEFAULTS = {"points_per_side": 16, "pred_iou_thresh": 0.8, "stability_score_thresh": 0.9}
-# The bundled small model predicts lower IoUs than SAM: with these, 2-6 proposals per synthetic scene.
-BUNDLED_PREFILL = {**PREFILL_DEFAULTS, "pred_iou_thresh": 0.5, "stability_score_thresh": 0.8}
+PREFILL_SETTINGS = ("points_per_side", "pred_iou_thresh", "stability_score_thresh")
+"""The generator settings a prefill request may give (the others are the preset's)."""
 MAX_POINTS = 64
+
+
+def prefill_defaults(settings: GeneratorSettings) -> dict[str, Any]:
+    """The :data:`PREFILL_SETTINGS` of ``settings`` (e.g. ``promptseg.settings.preset_for(model_type,
+    purpose="prefill")``), as the defaults of prefill requests."""
+    return {name: getattr(settings, name) for name in PREFILL_SETTINGS}
+
+
+PREFILL_DEFAULTS = prefill_defaults(preset("official", "prefill"))
+"""The prefill defaults for SAM (the annotation service's, when not given others)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +80,7 @@ def parse_click(body: Any, width: int, height: int) -> ClickPrompt:
 def parse_prefill(body: Any, defaults: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Generator settings of a prefill request (each optional, else from ``defaults``, else
     :data:`PREFILL_DEFAULTS`): points_per_side, pred_iou_thresh, stability_score_thresh."""
-    body = _object(body if body is not None else {}, tuple(PREFILL_DEFAULTS))
+    body = _object(body if body is not None else {}, PREFILL_SETTINGS)
     settings = {**PREFILL_DEFAULTS, **(defaults or {}), **{k: v for k, v in body.items() if v is not None}}
     side = settings["points_per_side"]
     if not isinstance(side, int) or isinstance(side, bool) or not 1 <= side <= 64:

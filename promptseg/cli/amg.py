@@ -24,7 +24,14 @@ from promptseg.amg.outputs import (
     write_coco,
     write_image,
 )
-from promptseg.cli.common import add_model_arguments, list_images, load_model
+from promptseg.cli.common import (
+    add_generator_arguments,
+    add_model_arguments,
+    generator_settings,
+    list_images,
+    load_model,
+)
+from promptseg.settings import RUN_SETTINGS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,16 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--format", choices=("coco", "png"), default="coco",
         help="coco: masks as COCO RLE in the JSON files (default); png: also one PNG per mask",
     )
-    amg.add_argument("--points-per-side", type=int, default=32, help="prompt grid side (default 32)")
-    amg.add_argument("--pred-iou-thresh", type=float, default=0.88, help="minimum predicted IoU (default 0.88)")
-    amg.add_argument(
-        "--stability-score-thresh", type=float, default=0.95, help="minimum stability score (default 0.95)"
-    )
-    amg.add_argument("--crop-n-layers", type=int, default=0, help="crop layers to also prompt (default 0)")
-    amg.add_argument(
-        "--min-mask-region-area", type=int, default=0,
-        help="remove holes and islands smaller than this many pixels (default 0: off)",
-    )
+    add_generator_arguments(amg, RUN_SETTINGS)
     engine = amg.add_argument_group("engine (promptseg.distributed; --engine ray needs promptseg[ray])")
     engine.add_argument(
         "--engine", choices=("local", "ray"), default="local",
@@ -76,9 +74,10 @@ def run(args: argparse.Namespace) -> int:
     from promptseg.automatic import SamAutomaticMaskGenerator
 
     images = list_images(Path(args.images))
+    generator_options = generator_settings(args, RUN_SETTINGS)
     settings = run_settings(
-        args.model, str(args.checkpoint) if args.checkpoint else None, args.dtype, args.points_per_side,
-        args.pred_iou_thresh, args.stability_score_thresh, args.crop_n_layers, args.min_mask_region_area,
+        args.model, str(args.checkpoint) if args.checkpoint else None, args.dtype,
+        **{name: getattr(generator_options, name) for name in RUN_SETTINGS},
     )
     todo = [path for path in images if not is_done(args.out, path.name)]
     print(f"{len(images)} image(s): {len(images) - len(todo)} already done in {args.out}, {len(todo)} to do")
@@ -86,18 +85,13 @@ def run(args: argparse.Namespace) -> int:
     if todo:
         model, description = load_model(args)
         print(f"model: {description}")
-        generator = SamAutomaticMaskGenerator(
-            model,
-            points_per_side=args.points_per_side,
-            pred_iou_thresh=args.pred_iou_thresh,
-            stability_score_thresh=args.stability_score_thresh,
-            crop_n_layers=args.crop_n_layers,
-            min_mask_region_area=args.min_mask_region_area,
-        )
+        generator = SamAutomaticMaskGenerator.from_settings(model, generator_options)
         with tqdm(todo, desc="amg", unit="image") as bar:
             for path in bar:
                 image = np.array(Image.open(path).convert("RGB"))
                 masks = generator.generate(image)
+                if not masks:
+                    bar.write(f"{path.name}: no mask: {generator.last_filter_counts[0].summary()}", file=sys.stderr)
                 write_image(args.out, render_image(path.name, image, masks, settings, args.format == "png"))
                 bar.set_postfix(masks=len(masks))
     annotations, results = write_coco(args.out, [path.name for path in images])
@@ -112,10 +106,9 @@ def _run_on_ray(args: argparse.Namespace) -> int:
     try:
         generate_masks(
             args.images, args.out, model=args.model, checkpoint=args.checkpoint, device=args.device,
-            dtype=args.dtype, points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
-            stability_score_thresh=args.stability_score_thresh, crop_n_layers=args.crop_n_layers,
-            min_mask_region_area=args.min_mask_region_area, mask_pngs=args.format == "png", address=args.address,
-            workers=args.workers, gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
+            dtype=args.dtype, settings=generator_settings(args, RUN_SETTINGS), mask_pngs=args.format == "png",
+            address=args.address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+            batch_size=args.batch_size,
         )
     except RayNotInstalledError as error:
         print(f"promptseg amg: error: {error}", file=sys.stderr)

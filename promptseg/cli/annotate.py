@@ -11,8 +11,9 @@ import ipaddress
 import sys
 from pathlib import Path
 
-from promptseg.annotate.prompts import BUNDLED_PREFILL, PREFILL_DEFAULTS
-from promptseg.cli.common import add_model_arguments, load_model
+from promptseg.annotate.prompts import prefill_defaults
+from promptseg.cli.common import add_model_arguments, load_model, preset_help
+from promptseg.settings import preset_for
 
 NO_AUTH_WARNING = (
     "warning: serving on {host}, not on 127.0.0.1: the annotation server has NO authentication; "
@@ -31,17 +32,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     annotate.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     annotate.add_argument("--cache-size", type=int, default=8, help="image embeddings kept in memory (default 8)")
     annotate.add_argument(
-        "--prefill-points-per-side", type=int, default=16, help="pre-fill prompt grid side (default 16)"
+        "--prefill-points-per-side", type=int,
+        help=f"pre-fill prompt grid side ({preset_help('points_per_side', 'prefill')})",
     )
     annotate.add_argument(
         "--prefill-iou-thresh", type=float,
-        help=f"pre-fill: minimum predicted IoU (default {PREFILL_DEFAULTS['pred_iou_thresh']}; "
-        f"{BUNDLED_PREFILL['pred_iou_thresh']} with the bundled model)",
+        help=f"pre-fill: minimum predicted IoU ({preset_help('pred_iou_thresh', 'prefill')})",
     )
     annotate.add_argument(
         "--prefill-stability-thresh", type=float,
-        help=f"pre-fill: minimum stability score (default {PREFILL_DEFAULTS['stability_score_thresh']}; "
-        f"{BUNDLED_PREFILL['stability_score_thresh']} with the bundled model)",
+        help=f"pre-fill: minimum stability score ({preset_help('stability_score_thresh', 'prefill')})",
     )
     annotate.add_argument(
         "--no-prefetch", action="store_true", help="do not embed the next image ahead of time"
@@ -85,17 +85,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _prefill_defaults(args: argparse.Namespace) -> dict:
-    """Pre-fill settings from the arguments; the bundled small model predicts lower IoUs than SAM,
-    so its thresholds default lower."""
-    bundled = args.model is None and args.checkpoint is None
-    base = BUNDLED_PREFILL if bundled else PREFILL_DEFAULTS
-    return {
-        "points_per_side": args.prefill_points_per_side,
-        "pred_iou_thresh": base["pred_iou_thresh"] if args.prefill_iou_thresh is None else args.prefill_iou_thresh,
-        "stability_score_thresh": (
-            base["stability_score_thresh"] if args.prefill_stability_thresh is None else args.prefill_stability_thresh
-        ),
-    }
+    """Pre-fill settings: the model's prefill preset (the bundled small model predicts lower IoUs
+    than SAM, so its thresholds are lower), changed by the --prefill-* arguments given."""
+    settings = preset_for(args.model, args.checkpoint, "prefill").replace(
+        points_per_side=args.prefill_points_per_side,
+        pred_iou_thresh=args.prefill_iou_thresh,
+        stability_score_thresh=args.prefill_stability_thresh,
+    )
+    return prefill_defaults(settings)
 
 
 def _is_loopback(host: str) -> bool:

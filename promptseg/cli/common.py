@@ -1,4 +1,5 @@
-"""Arguments and model loading shared by the commands that run a model."""
+"""Arguments and model loading shared by the commands that run a model, and the mask generator's
+arguments (their defaults are the model's preset, :mod:`promptseg.settings`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,17 @@ from promptseg.amg.outputs import IMAGE_SUFFIXES
 from promptseg.build import build_sam, model_types
 from promptseg.bundled import BUNDLED_DESCRIPTION, build_bundled_sam
 from promptseg.modeling import Sam
+from promptseg.settings import DTYPES, GeneratorSettings, preset, preset_for
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# The mask generator's arguments: setting name -> (type, help text).
+GENERATOR_ARGUMENTS = {
+    "points_per_side": (int, "prompt grid side"),
+    "pred_iou_thresh": (float, "minimum predicted IoU"),
+    "stability_score_thresh": (float, "minimum stability score"),
+    "box_nms_thresh": (float, "box NMS IoU threshold"),
+    "crop_n_layers": (int, "crop layers to also prompt"),
+    "min_mask_region_area": (int, "remove holes and islands smaller than this many pixels (0: off)"),
+}
 RANDOM_WEIGHTS_WARNING = """
 ################################################################################
 #  WARNING: no --checkpoint was given, so the model has RANDOM WEIGHTS.        #
@@ -51,6 +61,30 @@ def load_model(args: argparse.Namespace) -> tuple[Sam, str]:
     model = build_sam(args.model, checkpoint=args.checkpoint, device=device, dtype=dtype)
     weights = "RANDOM weights" if args.checkpoint is None else f"weights {args.checkpoint}"
     return model, f"{args.model or 'model type read from the checkpoint'} with {weights}, on {device}, {args.dtype}"
+
+
+def preset_help(name: str, purpose: str = "generate") -> str:
+    """``default: <the official preset's value>; <the bundled preset's> with the bundled model`` for
+    the generator setting ``name`` (the two values once when they agree)."""
+    official, bundled = getattr(preset("official", purpose), name), getattr(preset("bundled", purpose), name)
+    if official == bundled:
+        return f"default {official}"
+    return f"default {official}; {bundled} with the bundled model"
+
+
+def add_generator_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...], purpose: str = "generate") -> None:
+    """``--points-per-side`` etc. for the generator settings ``names`` (keys of :data:`GENERATOR_ARGUMENTS`);
+    each defaults to None: the value of the model's preset for ``purpose`` (:func:`generator_settings`)."""
+    for name in names:
+        kind, text = GENERATOR_ARGUMENTS[name]
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{text} ({preset_help(name, purpose)})")
+
+
+def generator_settings(args: argparse.Namespace, names: tuple[str, ...], purpose: str = "generate") -> GeneratorSettings:
+    """The model's preset for ``purpose`` (--model, --checkpoint: :func:`promptseg.settings.preset_for`),
+    changed by the generator arguments ``names`` that were given."""
+    base = preset_for(args.model, args.checkpoint, purpose)
+    return base.replace(**{name: getattr(args, name) for name in names})
 
 
 def load_text_model_from_args(args: argparse.Namespace) -> tuple[Sam, object, str]:

@@ -31,9 +31,17 @@ from promptseg.amg.outputs import (
     write_bytes_atomically,
     write_json_atomically,
 )
-from promptseg.cli.common import add_model_arguments, list_images, load_model
+from promptseg.cli.common import (
+    add_generator_arguments,
+    add_model_arguments,
+    generator_settings,
+    list_images,
+    load_model,
+)
 
 PROPOSAL_CATEGORY = 1
+# The generator settings ``zeroshot proposals`` takes (defaults: the model's "proposals" preset).
+PROPOSAL_SETTINGS = ("points_per_side", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_n_layers")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,19 +52,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     edges = tasks.add_parser("edges", help="edge maps (16x16 point grid, NMS, Sobel of mask probabilities, edge NMS)")
     _common(edges, "output folder of edge-map PNGs")
-    edges.add_argument("--points-per-side", type=int, default=16, help="point grid side (default 16: 768 masks)")
-    edges.add_argument("--nms-thresh", type=float, default=0.7, help="box NMS IoU threshold (default 0.7)")
+    edges.add_argument("--points-per-side", type=int, help="point grid side (default 16: 768 masks)")
+    edges.add_argument("--nms-thresh", type=float, help="box NMS IoU threshold (default 0.7)")
     edges.add_argument("--no-thin", action="store_true", help="skip edge NMS (write the raw combined Sobel map)")
     edges.set_defaults(run=run_edges)
 
     proposals = tasks.add_parser("proposals", help="class-agnostic mask proposals (COCO results)")
     _common(proposals, "COCO results file to write")
     proposals.add_argument("--k", type=int, default=1000, help="proposals per image (default 1000)")
-    proposals.add_argument("--points-per-side", type=int, default=32, help="point grid side (default 32)")
-    proposals.add_argument("--pred-iou-thresh", type=float, default=0.5, help="minimum predicted IoU (default 0.5)")
-    proposals.add_argument("--stability-score-thresh", type=float, default=0.7, help="minimum stability (default 0.7)")
-    proposals.add_argument("--box-nms-thresh", type=float, default=0.7, help="box NMS IoU threshold (default 0.7)")
-    proposals.add_argument("--crop-n-layers", type=int, default=0, help="crop layers to also prompt (default 0)")
+    add_generator_arguments(proposals, PROPOSAL_SETTINGS, purpose="proposals")
     proposals.add_argument(
         "--score", choices=("predicted_iou", "stability_score", "product"), default="predicted_iou",
         help="what ranks the proposals (default predicted_iou)",
@@ -201,16 +205,11 @@ def run_proposals(args: argparse.Namespace) -> int:
 
     images = list_images(args.images, allow_file=False)
     ids = image_ids(images, args.annotations)
-    settings = _settings(
-        args, "k", "points_per_side", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_n_layers", "score"
-    )
+    generator = generator_settings(args, PROPOSAL_SETTINGS, purpose="proposals")
+    settings = {**_settings(args, "k", "score"), **{name: getattr(generator, name) for name in PROPOSAL_SETTINGS}}
 
     def make(model: Any) -> ProposalGenerator:
-        return ProposalGenerator(
-            model, points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
-            stability_score_thresh=args.stability_score_thresh, box_nms_thresh=args.box_nms_thresh,
-            crop_n_layers=args.crop_n_layers, score=args.score,
-        )
+        return ProposalGenerator(model, generator, score=args.score)
 
     def process(generator: ProposalGenerator, chunk: list[Path]) -> list[list[dict[str, Any]]]:
         per_image = generator.propose_batch([_load_rgb(p) for p in chunk], k=args.k, batch_size=len(chunk))

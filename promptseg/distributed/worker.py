@@ -20,7 +20,6 @@ from promptseg.distributed.faults import FaultInjection
 from promptseg.distributed.sources import file_name
 
 Batch = dict[str, Any]
-DTYPES = ("float32", "bfloat16", "float16")
 NO_IMAGE = np.zeros((0, 0, 3), dtype=np.uint8)
 
 
@@ -83,7 +82,7 @@ class WorkerSpec:
             in the checkpoint.
         checkpoint: weights file, readable on every worker node; None with no model: bundled.
         device: torch device; None: cuda when the actor was given a GPU, else cpu.
-        dtype: 'float32', 'bfloat16' or 'float16'.
+        dtype: a name of :data:`promptseg.settings.DTYPES`.
         threads: torch CPU threads of the actor.
         generator: SamAutomaticMaskGenerator keyword arguments.
         settings: the settings stored in each record.
@@ -111,10 +110,11 @@ class MaskWorker:
         from promptseg.automatic import SamAutomaticMaskGenerator
         from promptseg.build import build_sam
         from promptseg.bundled import build_bundled_sam
+        from promptseg.settings import dtype_from_name
 
         torch.set_num_threads(max(1, spec.threads))
         device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[spec.dtype]
+        dtype = dtype_from_name(spec.dtype)
         if spec.model is None and spec.checkpoint is None:
             model = build_bundled_sam(device=device, dtype=dtype)
         else:

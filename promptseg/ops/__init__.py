@@ -22,6 +22,7 @@ from promptseg.ops.dispatch import (
     extension_build_stamp,
     extension_loaded,
     kernel_available,
+    kernel_limits,
     kernels_enabled,
     set_backend,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "gathered_token_attention",
     "gathered_token_attention_reference",
     "kernel_available",
+    "kernel_limits",
     "kernels_enabled",
     "layer_norm_fp32",
     "mask_areas",

@@ -1,7 +1,8 @@
 """Loading the compiled extension and deciding whether a kernel may run.
 
 This module is the only place that knows about ``promptseg._C``. An op asks
-:func:`kernel_for` for its kernel; ``None`` means "use the reference". Code
+:func:`kernel_for` for its kernel; ``None`` means "use the reference", and :func:`kernel_limits`
+for the shapes the kernel takes (stated once, by the extension). Code
 outside ``promptseg.ops`` asks :func:`kernel_available` (exported by
 ``promptseg.ops``) the same question without receiving the kernel.
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 import importlib
 import os
 from functools import lru_cache
-from types import ModuleType
-from typing import Callable, Optional
+from types import MappingProxyType, ModuleType
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 from torch import nn
@@ -65,6 +66,32 @@ def _registered_ops() -> tuple[str, ...]:
     if not extension_loaded():
         return ()
     return tuple(sorted(name for name in OP_NAMES if _op_registered(name)))
+
+
+@lru_cache(maxsize=None)
+def kernel_limits(op_name: str) -> Mapping[str, Any]:
+    """The shapes the kernel of ``op_name`` takes, as the extension states them
+    (``promptseg._C.KERNEL_LIMITS``, from csrc/kernel_limits.h), read-only; empty without the
+    extension (then no kernel runs, and the references need no limits).
+
+    Keys per op: ``vit_attention``: ``head_dims`` (tuple of int), ``max_grid_side_sum`` (int);
+    ``token_attention``, ``gathered_token_attention``: ``head_dims``; ``mask_postprocess``:
+    ``max_low_res_width``.
+
+    Raises:
+        RuntimeError: the extension is loaded but states no limits for ``op_name`` (it was built
+            from older sources: rebuild it with ``python setup.py build_ext --inplace``).
+    """
+    extension = _extension()
+    if extension is None:
+        return MappingProxyType({})
+    limits = getattr(extension, "KERNEL_LIMITS", {}).get(op_name)
+    if limits is None:
+        raise RuntimeError(
+            f"promptseg._C ({getattr(extension, '__file__', '?')}) states no kernel limits for {op_name!r}: it was "
+            "built from older sources; rebuild it (python setup.py build_ext --inplace)"
+        )
+    return MappingProxyType(dict(limits))
 
 
 def op_built(op_name: str) -> bool:
