@@ -34,7 +34,7 @@ from promptseg.errors import ImageReadError
 PathLike = Union[str, "os.PathLike[str]"]
 
 DEFAULT_MAX_PIXELS = 2**27
-"""128 Mi pixels (e.g. 16384 x 8192; 384 MiB once decoded as RGB): above every phone camera's photo."""
+"""128 Mi pixels (e.g. 16384 x 8192; 384 MiB once decoded as RGB): a 108-megapixel phone photo passes."""
 MAX_PIXELS_ENVIRONMENT = "PROMPTSEG_MAX_IMAGE_PIXELS"
 FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF")
 """The Pillow formats tried."""
