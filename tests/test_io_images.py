@@ -109,8 +109,8 @@ def _bad_files(folder: Path) -> dict[str, tuple[Path, str]]:
     png = _save(folder / "whole.png", _pixels(64, 64)).read_bytes()
     files = {
         "zero-byte": ("empty.png", b"", "empty \\(0 bytes\\)"),
-        "not an image": ("notes.jpg", b"just some text, not a picture", "not an image file"),
-        "corrupt PNG": ("broken.png", b"\x89PNG\r\n\x1a\n not an image", "not an image file"),
+        "not an image": ("notes.jpg", b"just some text, not a picture", "not an image"),
+        "corrupt PNG": ("broken.png", b"\x89PNG\r\n\x1a\n not an image", "not an image"),
         "truncated JPEG": ("cut.jpg", jpeg[: len(jpeg) // 2], "truncated"),
         "truncated PNG": ("cut.png", png[: len(png) // 2], "truncated"),
     }
@@ -176,7 +176,7 @@ def test_a_missing_file_is_file_not_found(tmp_path):
 def test_formats_pillow_would_hand_to_other_programs_are_not_tried(tmp_path):
     eps = tmp_path / "figure.jpg"
     eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n")
-    with pytest.raises(ImageReadError, match="not an image file"):
+    with pytest.raises(ImageReadError, match="not an image"):
         read_image(eps)
 
 

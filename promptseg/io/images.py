@@ -150,7 +150,9 @@ def _open(source: Union[Path, io.BytesIO], name: object, max_pixels: Optional[in
     except PermissionError as error:
         raise ImageReadError(name, f"the file cannot be opened ({error.strerror})") from None
     except UnidentifiedImageError:
-        raise ImageReadError(name, f"not an image file of a known format ({', '.join(FORMATS)})") from None
+        raise ImageReadError(
+            name, f"not an image (Pillow cannot identify image file as one of {', '.join(FORMATS)})"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageReadError(name, f"corrupt image header ({_describe(error)})") from None
     with image:
