@@ -13,8 +13,9 @@ from PIL import Image
 import promptseg
 import promptseg.utils.amg as our_amg
 from promptseg.amg.regions import remove_small_regions_batch
-from promptseg.amg.rle import column_major_counts, encode_rle
+from promptseg.amg.rle import encode_rle
 from promptseg.build import construct_sam
+from promptseg.io.rle import column_major_counts
 from tests._support import OFFICIAL_MISSING, TINY, load_image
 
 mask_utils = pytest.importorskip("pycocotools.mask")

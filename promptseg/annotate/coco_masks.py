@@ -1,5 +1,6 @@
 """COCO masks for the annotation server, through pycocotools: encoding predicted masks, and checking the
-RLEs and polygons that clients send before pycocotools reads them."""
+RLEs and polygons that clients send before pycocotools reads them. The RLE format and its checks are
+:mod:`promptseg.io.rle`'s."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from promptseg.amg.rle import column_major_counts
 from promptseg.annotate.errors import bad_request
-
-CocoRle = dict[str, Any]  # {"size": [H, W], "counts": str}
-_FIRST_CHAR, _LAST_CHAR = 48, 48 + 63  # pycocotools writes 6-bit groups offset by 48
+from promptseg.errors import RleError
+from promptseg.io.rle import CocoRle, column_major_counts
+from promptseg.io.rle import checked_rle as checked_coco_rle
 
 
 def mask_utils():
@@ -64,27 +64,14 @@ def iou_matrix(first: list[CocoRle], second: list[CocoRle]) -> np.ndarray:
 def checked_rle(value: Any, height: int, width: int) -> CocoRle:
     """A client's RLE (compressed string or uncompressed count list) as a compressed COCO RLE of an H x W image.
 
-    Raises ApiError (400) naming what is wrong: the size, the counts' type, characters
-    outside pycocotools' alphabet, or runs that do not add up to H * W pixels.
+    Raises ApiError (400) naming what is wrong (:func:`promptseg.io.rle.checked_rle`): the size, the
+    counts' type, characters outside pycocotools' alphabet, a run of no pixels, or runs that do not
+    add up to H * W pixels.
     """
-    if not isinstance(value, dict) or "size" not in value or "counts" not in value:
-        raise bad_request(f'rle must be an object {{"size": [H, W], "counts": ...}}, got {_describe(value)}')
-    size = value["size"]
-    if not (isinstance(size, list) and len(size) == 2 and all(_is_int(v) for v in size)):
-        raise bad_request(f"rle size must be [H, W] integers, got {size!r}")
-    if list(size) != [height, width]:
-        raise bad_request(f"rle size {list(size)} does not match the image's [H, W] = {[height, width]}")
-    counts = value["counts"]
-    if isinstance(counts, list):
-        if not all(_is_int(c) and c >= 0 for c in counts):
-            raise bad_request("rle counts list must hold non-negative integers")
-        _check_total(sum(counts), height, width)
-        compressed = mask_utils().frPyObjects({"size": [height, width], "counts": counts}, height, width)
-        return _jsonable(compressed)
-    if not isinstance(counts, str):
-        raise bad_request(f"rle counts must be a COCO string or a list of integers, got {type(counts).__name__}")
-    _check_total(sum(_string_counts(counts)), height, width)
-    return {"size": [height, width], "counts": counts}
+    try:
+        return checked_coco_rle(value, height, width)
+    except RleError as error:
+        raise bad_request(str(error)) from None
 
 
 def polygon_rle(value: Any, height: int, width: int) -> CocoRle:
@@ -102,45 +89,9 @@ def polygon_rle(value: Any, height: int, width: int) -> CocoRle:
     return _jsonable(utils.merge(utils.frPyObjects(rings, height, width)))
 
 
-def _string_counts(text: str) -> list[int]:
-    """The run lengths of a compressed COCO counts string (pycocotools' rleFrString), checked."""
-    counts: list[int] = []
-    position = 0
-    while position < len(text):
-        value, shift, more = 0, 0, True
-        while more:
-            if position >= len(text):
-                raise bad_request("rle counts string ends in the middle of a number")
-            code = ord(text[position])
-            if not _FIRST_CHAR <= code <= _LAST_CHAR:
-                raise bad_request(f"rle counts string holds {text[position]!r}, outside COCO's alphabet '0'..'o'")
-            code -= _FIRST_CHAR
-            value |= (code & 0x1F) << shift
-            more = bool(code & 0x20)
-            position += 1
-            shift += 5
-            if not more and code & 0x10:
-                value -= 1 << shift
-        if len(counts) > 2:
-            value += counts[-2]
-        if value < 0:
-            raise bad_request(f"rle counts string decodes to a negative run ({value}) at run {len(counts)}")
-        counts.append(value)
-    return counts
-
-
-def _check_total(total: int, height: int, width: int) -> None:
-    if total != height * width:
-        raise bad_request(f"rle runs cover {total} pixels, the image has H * W = {height * width}")
-
-
 def _jsonable(rle: dict) -> CocoRle:
     counts = rle["counts"]
     return {"size": [int(v) for v in rle["size"]], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:

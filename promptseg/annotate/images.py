@@ -1,4 +1,8 @@
-"""The image folder behind the annotation server: which files it may serve, and their sizes."""
+"""The image folder behind the annotation server: which files it may serve, and their sizes.
+
+Files are listed and read by :mod:`promptseg.io` (the rules every command follows): the listing
+reads headers only, and pixels are read with the EXIF orientation applied, as browsers show them.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from promptseg.io import image_size, list_images as list_image_files, read_image
+
 BROWSER_TYPES = {".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".png": "image/png", ".bmp": "image/bmp",
                  ".webp": "image/webp"}
-_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that turn the image by 90 degrees
-_EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -26,9 +29,8 @@ class ImageFile:
     height: int
 
     def pixels(self) -> np.ndarray:
-        """(H, W, 3) uint8 RGB, EXIF orientation applied (as browsers show it)."""
-        with Image.open(self.path) as image:
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+        """(H, W, 3) uint8 RGB, EXIF orientation applied (as browsers show it); see :func:`promptseg.io.read_image`."""
+        return read_image(self.path)
 
     def browser_bytes(self) -> tuple[bytes, str]:
         """The file's bytes and media type; formats browsers cannot show (TIFF) are converted to PNG."""
@@ -41,28 +43,16 @@ class ImageFile:
 
 
 def list_images(folder: Path) -> list[ImageFile]:
-    """The images directly inside ``folder``, sorted by name. Files (or links) resolving outside it are left out."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"image folder not found: {folder}")
-    root = folder.resolve()
+    """The images directly inside ``folder``, sorted by name, with their displayed sizes (from the headers).
+    Files (or links) resolving outside it are left out.
+
+    Raises:
+        FileNotFoundError: no such folder. ValueError: no image in it.
+        promptseg.errors.ImageReadError: a file that is not a readable image.
+    """
     images = []
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
-            continue
+    for path in list_image_files(folder, allow_file=False, contained=True):
         resolved = path.resolve()
-        if resolved.parent != root:
-            continue
-        width, height = _displayed_size(resolved)
+        width, height = image_size(resolved)
         images.append(ImageFile(path.name, resolved, width, height))
-    if not images:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {folder}")
     return images
-
-
-def _displayed_size(path: Path) -> tuple[int, int]:
-    """(width, height) read from the header, swapped when the EXIF orientation turns the image."""
-    with Image.open(path) as image:
-        width, height = image.size
-        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-    return (height, width) if orientation in _SWAPPING_ORIENTATIONS else (width, height)

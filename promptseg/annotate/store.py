@@ -4,23 +4,23 @@ concurrent requests (and even for two servers on the same file).
 Every change runs under a lock (a thread lock, plus an ``fcntl`` lock on ``<out>.lock``) as
 read-merge-write: if the file changed on disk since this store last wrote it, it is read again
 first, so nothing another writer stored is overwritten; then the change is applied and the whole
-dataset written to a temporary file, flushed to disk and renamed over ``--out``.
+dataset written atomically (:func:`promptseg.io.write_json_atomically`: a temporary file, flushed to
+disk and renamed over ``--out``, which keeps its mode).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
-from promptseg.annotate.coco_masks import CocoRle, area_and_bbox
+from promptseg.annotate.coco_masks import area_and_bbox
 from promptseg.annotate.errors import bad_request, not_found
 from promptseg.annotate.images import ImageFile
+from promptseg.io import CocoRle, write_json_atomically
 
 try:
     import fcntl
@@ -205,19 +205,8 @@ class AnnotationStore:
         return data
 
     def _write(self) -> None:
-        """Write the dataset atomically: a temporary file in the same folder, fsync, rename, fsync the folder."""
-        descriptor, temporary = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(descriptor, "w") as handle:
-                json.dump(self._data, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
-        _fsync_folder(self.path.parent)
+        """Write the dataset atomically (a temporary file in the same folder, fsync, rename, fsync the folder)."""
+        write_json_atomically(self.path, self._data)
         self._stamp = self._file_stamp()
 
 
@@ -229,13 +218,3 @@ def _checked_category(category: Any) -> str:
         raise bad_request(f"category must be at most {MAX_CATEGORY_LENGTH} characters, got {len(name)}")
     return name
 
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. on Windows
-        return
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)

@@ -2,8 +2,9 @@
 
 The output folder's layout is :mod:`promptseg.amg.outputs`' (records, overlays, optional mask
 PNGs, a merged COCO dataset and results). Re-running on the same folder skips the images that
-already have a record. ``--engine ray`` runs the same generation on a Ray cluster
-(:mod:`promptseg.distributed`) and writes the same files.
+already have a record (:class:`promptseg.io.RunRecords`). Images are read by
+:func:`promptseg.io.read_image` (EXIF orientation applied). ``--engine ray`` runs the same
+generation on a Ray cluster (:mod:`promptseg.distributed`) and writes the same files.
 """
 
 from __future__ import annotations
@@ -12,25 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
-from promptseg.amg.outputs import (
-    is_done,
-    render_image,
-    run_settings,
-    warn_on_other_settings,
-    write_coco,
-    write_image,
-)
-from promptseg.cli.common import (
-    add_generator_arguments,
-    add_model_arguments,
-    generator_settings,
-    list_images,
-    load_model,
-)
+from promptseg.amg.outputs import render_image, run_settings, write_coco, write_image
+from promptseg.cli.common import add_generator_arguments, add_model_arguments, generator_settings, load_model
+from promptseg.io import RunRecords, list_images, read_image
 from promptseg.settings import RUN_SETTINGS
 
 
@@ -79,16 +66,17 @@ def run(args: argparse.Namespace) -> int:
         args.model, str(args.checkpoint) if args.checkpoint else None, args.dtype,
         **{name: getattr(generator_options, name) for name in RUN_SETTINGS},
     )
-    todo = [path for path in images if not is_done(args.out, path.name)]
-    print(f"{len(images)} image(s): {len(images) - len(todo)} already done in {args.out}, {len(todo)} to do")
-    warn_on_other_settings(args.out, settings)
-    if todo:
+    records = RunRecords(args.out)
+    plan = records.plan(images)
+    print(plan.line(args.out))
+    records.warn_on_other_settings(settings)
+    if plan.todo:
         model, description = load_model(args)
         print(f"model: {description}")
         generator = SamAutomaticMaskGenerator.from_settings(model, generator_options)
-        with tqdm(todo, desc="amg", unit="image") as bar:
+        with tqdm(plan.todo, desc="amg", unit="image") as bar:
             for path in bar:
-                image = np.array(Image.open(path).convert("RGB"))
+                image = read_image(path)
                 masks = generator.generate(image)
                 if not masks:
                     bar.write(f"{path.name}: no mask: {generator.last_filter_counts[0].summary()}", file=sys.stderr)

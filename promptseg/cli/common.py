@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from promptseg.amg.outputs import IMAGE_SUFFIXES
 from promptseg.build import build_sam, model_types
 from promptseg.bundled import BUNDLED_DESCRIPTION, build_bundled_sam
 from promptseg.modeling import Sam
@@ -105,20 +104,3 @@ def load_text_model_from_args(args: argparse.Namespace) -> tuple[Sam, object, st
     source = "bundled vit_tiny text model" if args.checkpoint is None else f"text checkpoint {args.checkpoint}"
     concept_name = getattr(text.concept_encoder, "name", type(text.concept_encoder).__name__)
     return model, text, f"{source}, concept encoder: {concept_name}, on {device}, {args.dtype}"
-
-
-def list_images(path: Path, *, allow_file: bool = True) -> list[Path]:
-    """The image ``path`` itself (when ``allow_file``), or the images directly inside the folder ``path``, by name.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist (or is a file where a folder is expected).
-        ValueError: the folder holds no image.
-    """
-    if allow_file and path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise FileNotFoundError(f"{'image or folder' if allow_file else 'image folder'} not found: {path}")
-    images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
-    return images

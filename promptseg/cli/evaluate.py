@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from promptseg.amg.outputs import write_json_atomically
+from promptseg.io import write_json_atomically
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -12,13 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
-from promptseg.amg.outputs import CATEGORY, write_json_atomically
 from promptseg.amg.rle import encode_rle
-from promptseg.cli.common import add_model_arguments, list_images, load_model
+from promptseg.cli.common import add_model_arguments, load_model
 from promptseg.cli.reports import write_prediction
+from promptseg.io import OBJECT_CATEGORY, CocoCollection, list_images, read_image
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,36 +56,25 @@ def run(args: argparse.Namespace) -> int:
     print(f"concept encoder: {encoder.name}")
     info = {"query": args.text, "model": description, "concept_encoder": encoder.name}
     if args.source.is_file():
-        image = _read(images[0])
+        image = read_image(images[0])
         found = find_instances(image, args.text, sam=generator, concept_encoder=encoder, threshold=args.threshold)
         _write(args.out, image, found, {**info, "image": str(images[0])})
         print(f"{len(found)} instance(s) of {args.text!r}; wrote {args.out}")
         return 0
-    coco_images, annotations, results = [], [], []
+    coco = CocoCollection([{**OBJECT_CATEGORY, "name": args.text}])
     with tqdm(images, desc="find", unit="image") as bar:
         for path in bar:
-            image = _read(path)
+            image = read_image(path)
             found = find_instances(image, args.text, sam=generator, concept_encoder=encoder, threshold=args.threshold)
             _write(args.out / path.name, image, found, {**info, "image": str(path)})
-            image_id = len(coco_images) + 1
-            height, width = image.shape[:2]
-            coco_images.append({"id": image_id, "file_name": path.name, "height": height, "width": width})
+            image_id = coco.add_image(path.name, *image.shape[:2])
             rles = encode_rle(torch.from_numpy(np.stack([r["segmentation"] for r in found]))).to_coco() if found else []
             for record, rle in zip(found, rles):
-                common = {"image_id": image_id, "category_id": CATEGORY["id"], "segmentation": rle,
-                          "area": record["area"], "bbox": record["bbox"]}
-                annotations.append({"id": len(annotations) + 1, **common, "iscrowd": 0})
-                results.append({**common, "score": record["score"]})
+                coco.add_instance(image_id, rle, record["area"], record["bbox"], record["score"])
             bar.set_postfix(found=len(found))
-    category = {**CATEGORY, "name": args.text}
-    write_json_atomically(args.out / "annotations.json", {"images": coco_images, "annotations": annotations, "categories": [category]})
-    write_json_atomically(args.out / "results.json", results)
-    print(f"{len(annotations)} instance(s) of {args.text!r} in {len(images)} image(s); wrote {args.out}")
+    coco.write(args.out / "annotations.json", args.out / "results.json")
+    print(f"{len(coco.annotations)} instance(s) of {args.text!r} in {len(images)} image(s); wrote {args.out}")
     return 0
-
-
-def _read(path: Path) -> np.ndarray:
-    return np.array(Image.open(path).convert("RGB"))
 
 
 def _write(out: Path, image: np.ndarray, found: list[dict], info: dict) -> None:

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from promptseg.cli.common import add_model_arguments, load_model
+from promptseg.io import read_image
 
 
 def _numbers(text: str, count: Sequence[int], what: str) -> list[float]:
@@ -72,10 +73,8 @@ def run(args: argparse.Namespace) -> int:
         image = scene.image
         args.out.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(args.out / "scene.png")
-    elif not args.image.is_file():
-        raise FileNotFoundError(f"image not found: {args.image}")
     else:
-        image = np.array(Image.open(args.image).convert("RGB"))
+        image = read_image(args.image)
     if args.text is not None:
         from promptseg.cli.common import load_text_model_from_args
 

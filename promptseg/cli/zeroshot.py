@@ -6,9 +6,9 @@ of images (:mod:`promptseg.zeroshot`), with progress bars, batched encoding and 
 - ``proposals DIR --out proposals.json``: COCO results (category 1) of the best ``--k`` proposals per image.
 - ``instances DIR --detections dets.json --out segm.json``: COCO segmentation results for the detections.
 
-Proposals and instances keep one record per image in ``<out>.work/records/`` (the layout and helpers of
-:mod:`promptseg.amg.outputs`; written last, atomically; its presence marks the image done, and a re-run
-skips it), then gather them into ``--out``. Image ids come
+Proposals and instances keep one record per image in ``<out>.work/records/`` (:class:`promptseg.io.RunRecords`;
+written last, atomically; its presence marks the image done, and a re-run skips it), then gather them
+into ``--out``. Images are read by :func:`promptseg.io.read_image` (EXIF orientation applied). Image ids come
 from ``--annotations`` (a COCO file listing the images) or, COCO's convention, from the integer file stem.
 """
 
@@ -24,19 +24,14 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from promptseg.amg.outputs import (
-    is_done,
-    record_path,
-    warn_on_other_settings,
+from promptseg.cli.common import add_generator_arguments, add_model_arguments, generator_settings, load_model
+from promptseg.io import (
+    RunRecords,
+    list_images,
+    plan_resume,
+    read_image,
     write_bytes_atomically,
     write_json_atomically,
-)
-from promptseg.cli.common import (
-    add_generator_arguments,
-    add_model_arguments,
-    generator_settings,
-    list_images,
-    load_model,
 )
 
 PROPOSAL_CATEGORY = 1
@@ -123,10 +118,6 @@ def image_ids(images: Sequence[Path], annotations: Optional[Path]) -> dict[str, 
     return ids
 
 
-def _load_rgb(path: Path) -> np.ndarray:
-    return np.array(Image.open(path).convert("RGB"))
-
-
 def _settings(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     settings = {"model": args.model, "checkpoint": str(args.checkpoint) if args.checkpoint else None, "dtype": args.dtype}
     return {**settings, **{name: getattr(args, name) for name in names}}
@@ -148,9 +139,11 @@ def _run_records(
 ) -> int:
     """Process the images without a record in batches, write a record per image, then gather ``--out``."""
     work = _work_dir(args.out)
-    todo = [path for path in images if not is_done(work, path.name)]
-    print(f"{len(images)} image(s): {len(images) - len(todo)} already done in {work}, {len(todo)} to do")
-    warn_on_other_settings(work, settings)
+    records = RunRecords(work)
+    plan = records.plan(images)
+    print(plan.line(work))
+    records.warn_on_other_settings(settings)
+    todo = plan.todo
     if todo:
         model, description = load_model(args)
         print(f"model: {description}")
@@ -160,11 +153,11 @@ def _run_records(
                 chunk = todo[start : start + args.batch_size]
                 for path, results in zip(chunk, process(worker, chunk)):
                     record = {"file_name": path.name, "image_id": ids[path.name], "settings": settings, "results": results}
-                    write_json_atomically(record_path(work, path.name), record)
+                    records.write(path.name, record)
                 bar.update(len(chunk))
     gathered = []
     for path in images:
-        gathered.extend(json.loads(record_path(work, path.name).read_text())["results"])
+        gathered.extend(records.read(path.name)["results"])
     write_json_atomically(args.out, gathered)
     print(f"wrote {len(gathered)} result(s) for {len(images)} image(s) to {args.out}")
     return 0
@@ -175,8 +168,9 @@ def run_edges(args: argparse.Namespace) -> int:
     from promptseg.zeroshot.edges import EdgeDetector
 
     images = list_images(args.images, allow_file=False)
-    todo = [path for path in images if not (args.out / f"{path.stem}.png").is_file()]
-    print(f"{len(images)} image(s): {len(images) - len(todo)} already done in {args.out}, {len(todo)} to do")
+    plan = plan_resume(images, lambda path: (args.out / f"{path.stem}.png").is_file())
+    print(plan.line(args.out))
+    todo = plan.todo
     if todo:
         model, description = load_model(args)
         print(f"model: {description}")
@@ -186,7 +180,7 @@ def run_edges(args: argparse.Namespace) -> int:
         with tqdm(total=len(todo), desc="edges", unit="image") as bar:
             for start in range(0, len(todo), args.batch_size):
                 chunk = todo[start : start + args.batch_size]
-                for path, edge in zip(chunk, detector.detect_batch([_load_rgb(p) for p in chunk], batch_size=len(chunk))):
+                for path, edge in zip(chunk, detector.detect_batch([read_image(p) for p in chunk], batch_size=len(chunk))):
                     write_bytes_atomically(args.out / f"{path.stem}.png", edge_png(edge))
                 bar.update(len(chunk))
     print(f"edge maps in {args.out}")
@@ -212,7 +206,7 @@ def run_proposals(args: argparse.Namespace) -> int:
         return ProposalGenerator(model, generator, score=args.score)
 
     def process(generator: ProposalGenerator, chunk: list[Path]) -> list[list[dict[str, Any]]]:
-        per_image = generator.propose_batch([_load_rgb(p) for p in chunk], k=args.k, batch_size=len(chunk))
+        per_image = generator.propose_batch([read_image(p) for p in chunk], k=args.k, batch_size=len(chunk))
         return [
             [{"image_id": ids[path.name], "category_id": PROPOSAL_CATEGORY, **proposal} for proposal in proposals]
             for path, proposals in zip(chunk, per_image)
@@ -242,6 +236,6 @@ def run_instances(args: argparse.Namespace) -> int:
         return BoxInstanceSegmenter(model, mask_choice=args.mask_choice, score=args.score)
 
     def process(segmenter: BoxInstanceSegmenter, chunk: list[Path]) -> list[list[dict[str, Any]]]:
-        return segmenter.segment_images([_load_rgb(p) for p in chunk], [by_image[ids[p.name]] for p in chunk])
+        return segmenter.segment_images([read_image(p) for p in chunk], [by_image[ids[p.name]] for p in chunk])
 
     return _run_records(args, settings, process, make, images, ids, "instances")

@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from promptseg.amg.outputs import is_done, run_settings, warn_on_other_settings, write_coco
+from promptseg.amg.outputs import run_settings, write_coco
 from promptseg.distributed.cluster import cluster_gpus, connect, require_ray
 from promptseg.distributed.faults import FaultInjection
 from promptseg.distributed.sources import SourceLike, file_name, resolve_source
 from promptseg.distributed.worker import MaskWorker, WorkerSpec, decode_images
 from promptseg.distributed.writer import RunSummary, RunWriter
+from promptseg.io import IMAGE_SUFFIXES, RunRecords
 from promptseg.settings import RUN_SETTINGS, GeneratorSettings, dtype_from_name, preset_for
 
 IN_FLIGHT_PER_ACTOR = 2
@@ -90,15 +91,16 @@ def generate_masks(
         model, str(checkpoint) if checkpoint is not None else None, dtype,
         **{name: getattr(generator, name) for name in RUN_SETTINGS},
     )
-    todo = list(images.paths) if images.remote else [p for p in images.paths if not is_done(out, file_name(p))]
-    skipped_before = 0 if images.remote else len(images.paths) - len(todo)
+    records = RunRecords(out)
+    plan = records.plan([] if images.remote else images.paths, name=file_name)
+    todo = list(images.paths) if images.remote else list(plan.todo)
+    skipped_before = len(plan.done)
     if verbose:
-        where = "remote source, done images skipped as they are read" if images.remote else (
-            f"{len(images.paths)} image(s): {skipped_before} already done in {out}, {len(todo)} to do")
+        where = "remote source, done images skipped as they are read" if images.remote else plan.line(out)
         print(where)
         if model is not None and checkpoint is None:
             print("WARNING: no checkpoint was given, so the model has RANDOM WEIGHTS", file=sys.stderr)
-    warn_on_other_settings(out, settings_record)
+    records.warn_on_other_settings(settings_record)
 
     started_ray = connect(address, min_cpus=math.ceil(workers * cpus_per_worker) + 1)
     try:
@@ -112,8 +114,7 @@ def generate_masks(
         writer = RunWriter(out)
         started = time.perf_counter()
         if todo:
-            done = frozenset(p.name[: -len(".json")] for p in (out / "records").glob("*.json")) if images.remote \
-                else frozenset()
+            done = records.done_names() if images.remote else frozenset()
             dataset = _pipeline(ray, images.remote, todo, done, spec, workers, gpus, cpus_per_worker, batch_size)
             writer.consume(dataset.iter_rows())
         names = sorted(writer.names) if images.remote else [file_name(p) for p in images.paths]
@@ -150,6 +151,4 @@ def _pipeline(ray, remote, todo, done, spec, workers, gpus, cpus_per_worker, bat
 
 
 def _extensions() -> list[str]:
-    from promptseg.amg.outputs import IMAGE_SUFFIXES
-
     return [suffix.lstrip(".") for suffix in IMAGE_SUFFIXES]

@@ -8,7 +8,6 @@ stops the run; the driver lists it in ``failures.jsonl``.
 
 from __future__ import annotations
 
-import io
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,17 +17,15 @@ import numpy as np
 
 from promptseg.distributed.faults import FaultInjection
 from promptseg.distributed.sources import file_name
+from promptseg.io import decode_image, error_text
 
 Batch = dict[str, Any]
 NO_IMAGE = np.zeros((0, 0, 3), dtype=np.uint8)
 
 
-def _error_text(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
-
-
 def decode_images(batch: Batch, done: frozenset = frozenset()) -> Batch:
-    """Read (unless Ray Data read the ``bytes`` already) and decode each row's image.
+    """Read (unless Ray Data read the ``bytes`` already) and decode each row's image, by the rules of
+    :func:`promptseg.io.read_image` (EXIF orientation, pixel limit, truncation).
 
     Args:
         batch: columns ``path`` and, for remote sources, ``bytes``.
@@ -37,8 +34,6 @@ def decode_images(batch: Batch, done: frozenset = frozenset()) -> Batch:
         Columns ``name``, ``path``, ``image`` ((H, W, 3) uint8 RGB; (0, 0, 3) when there is none),
         ``skipped``, ``error`` ('' when none) and ``stage``.
     """
-    from PIL import Image
-
     names, paths, images, skipped, errors, stages = [], [], [], [], [], []
     for index, path in enumerate(batch["path"]):
         path = str(path)
@@ -47,10 +42,9 @@ def decode_images(batch: Batch, done: frozenset = frozenset()) -> Batch:
         if name not in done:
             try:
                 data = bytes(batch["bytes"][index]) if "bytes" in batch else Path(path).read_bytes()
-                with Image.open(io.BytesIO(data)) as opened:
-                    image = np.array(opened.convert("RGB"))
+                image = decode_image(data, path)
             except Exception as failure:  # noqa: BLE001 - any unreadable image is reported, not fatal
-                error = _error_text(failure)
+                error = error_text(failure)
         names.append(name)
         paths.append(path)
         images.append(image)
@@ -137,7 +131,7 @@ class MaskWorker:
         outputs, masks = [b""] * count, [0] * count
         for i, result in zip(todo, results):
             if isinstance(result, BaseException):
-                errors[i], stages[i] = _error_text(result), "generate"
+                errors[i], stages[i] = error_text(result), "generate"
                 continue
             rendered = render_image(str(batch["name"][i]), np.asarray(batch["image"][i]), result, self.spec.settings,
                                     self.spec.mask_pngs)

@@ -3,16 +3,14 @@ failures, and the final summary."""
 
 from __future__ import annotations
 
-import json
 import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from promptseg.amg.outputs import write_image
-
-FAILURES = "failures.jsonl"
+from promptseg.amg.outputs import orphaned_temp_folders, write_image
+from promptseg.io import Failure, RunRecords, remove_orphaned_temps_in
 
 
 @dataclass
@@ -50,7 +48,8 @@ class RunSummary:
 
 
 class RunWriter:
-    """Consumes the pipeline's rows: writes outputs atomically and failures as JSON lines.
+    """Consumes the pipeline's rows: writes outputs atomically and failures as JSON lines
+    (:class:`promptseg.io.RunRecords`).
 
     ``failures.jsonl`` is started afresh by each run (failed images are retried on a re-run), and
     temporary files a killed run left behind are removed.
@@ -59,31 +58,27 @@ class RunWriter:
     def __init__(self, out: Path) -> None:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
-        for pattern in ("*.tmp", "records/*.tmp", "overlays/*.tmp", "masks/*/*.tmp"):
-            for stale in self.out.glob(pattern):
-                stale.unlink(missing_ok=True)
-        self.failures_path = self.out / FAILURES
-        self.failures_path.write_text("")
+        for folder in orphaned_temp_folders(self.out):
+            remove_orphaned_temps_in(folder)
+        self.records = RunRecords(self.out)
+        self.records.start_failures()
+        self.failures_path = self.records.failures_path
         self.names: list[str] = []
         self.already_done = self.segmented = self.masks = self.failures = 0
 
     def consume(self, rows: Iterable[dict[str, Any]]) -> None:
-        with self.failures_path.open("a") as failures:
-            for row in rows:
-                self.names.append(str(row["name"]))
-                if row["error"]:
-                    failures.write(json.dumps(
-                        {"file_name": str(row["name"]), "path": str(row["path"]), "stage": str(row["stage"]),
-                         "error": str(row["error"])}
-                    ) + "\n")
-                    failures.flush()
-                    self.failures += 1
-                elif row["skipped"]:
-                    self.already_done += 1
-                else:
-                    write_image(self.out, pickle.loads(row["outputs"]))
-                    self.segmented += 1
-                    self.masks += int(row["masks"])
+        for row in rows:
+            self.names.append(str(row["name"]))
+            if row["error"]:
+                failure = Failure(str(row["name"]), str(row["path"]), str(row["stage"]), str(row["error"]))
+                self.records.add_failure(failure)
+                self.failures += 1
+            elif row["skipped"]:
+                self.already_done += 1
+            else:
+                write_image(self.out, pickle.loads(row["outputs"]))
+                self.segmented += 1
+                self.masks += int(row["masks"])
 
     def summary(self, images: int, already_done: int, started: float) -> RunSummary:
         return RunSummary(

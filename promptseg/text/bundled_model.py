@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+from promptseg.io import atomic_path
 from promptseg.text.encoder import ConceptEncoder
 from promptseg.text.tokenizer import WordTokenizer, default_words
 
@@ -111,9 +112,8 @@ class BundledConceptEncoder(ConceptEncoder):
         path = Path(path)
         metadata = {"config": json.dumps(self.config), "words": json.dumps(self.words), **(extra_metadata or {})}
         tensors = {name: tensor.detach().cpu().contiguous() for name, tensor in self.state_dict().items()}
-        temporary = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(temporary), metadata=metadata)
-        temporary.replace(path)
+        with atomic_path(path) as temporary:
+            save_file(tensors, str(temporary), metadata=metadata)
 
     @classmethod
     def from_file(cls, path: Union[str, Path], device: Union[str, torch.device, None] = None) -> "BundledConceptEncoder":

@@ -19,9 +19,9 @@ from typing import Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from promptseg.amg.outputs import write_bytes_atomically
 from promptseg.checkpoint import EXTENSION_PREFIXES, read_state_dict
 from promptseg.errors import CheckpointError
+from promptseg.io import write_bytes_atomically
 from promptseg.text.prompt_encoder import TextPromptEncoder
 
 PathLike = Union[str, "os.PathLike[str]"]
