@@ -13,7 +13,10 @@ from promptseg.annotate.service import AnnotationService
 from promptseg.annotate.store import STATES
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
-STATIC_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+STATIC_FILES = {
+    "index.html": "text/html", "style.css": "text/css",
+    "app.js": "text/javascript", "shape.js": "text/javascript", "view.js": "text/javascript", "overlay.js": "text/javascript",
+}
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
