@@ -298,6 +298,16 @@ def test_zoom_click_class_undo_redo_brush_done_next_and_export(served, page, sce
     (redone,) = saved_objects(out, 1)
     assert redone["id"] == accepted["id"] and redone["category"] == LABELS[1]
 
+    # The accepted object is drawn where it is, at this zoom and after a reload at the fitted view.
+    away = ~np.any(scene.masks, axis=0)
+    for when in ("zoomed in", "after a reload, fitted"):
+        drawn, stray = tinted_fraction(page, scene.image, truth), tinted_fraction(page, scene.image, away)
+        print(f"{when}: {drawn:.2f} of the object tinted, {stray:.2f} of the empty background")
+        assert drawn >= 0.5 and stray <= 0.05
+        if when == "zoomed in":
+            page.reload()
+            wait(page, "document.body.dataset.ready && document.body.dataset.annotations === '1'")
+
     # Select the object by clicking it, then brush a stroke from inside it to outside: the saved mask grows.
     click_image(page, x, y)
     wait(page, f"annotator.selected.has({accepted['id']})")
@@ -326,6 +336,9 @@ def test_zoom_click_class_undo_redo_brush_done_next_and_export(served, page, sce
     assert "1 of 3 done" in page.text_content("#progress-text")
     page.keyboard.press("n")
     wait(page, "document.body.dataset.imageId === '2' && document.body.dataset.ready")
+    page.select_option("#image-filter", "done")  # the list filtered by state (the open image stays listed)
+    assert page.eval_on_selector_all("#image-list li", "items => items.map((i) => i.dataset.id)") == ["1", "2"]
+    page.select_option("#image-filter", "all")
 
     # Export from the page: YOLO-seg (a zip) and COCO polygons (JSON), read back.
     page.select_option("#export-format", "yolo-seg")
