@@ -424,6 +424,21 @@ def test_select_several_relabel_delete_undo_polygon_and_refine(served, page, sce
     assert edited["area"] > area
     page.keyboard.press("Escape")
 
+    # The eraser across the same object: the saved mask shrinks.
+    page.keyboard.press("x")
+    wait(page, "annotator.tool === 'eraser'")
+    before, area = version(page), edited["area"]
+    x, y = points[0]
+    page.mouse.move(*screen(page, x - 6, y))
+    page.mouse.down()
+    page.mouse.move(*screen(page, x + 6, y), steps=5)
+    page.mouse.up()
+    wait(page, f"Number(document.body.dataset.version) > {before} && annotator.stroke === null")
+    erased = saved_objects(out, 3)[0]
+    print(f"eraser: area {area} -> {erased['area']}")
+    assert erased["area"] < area and not decode(erased["segmentation"])[y, x]
+    page.keyboard.press("Escape")
+
     # Refine the second object with a background click inside it; Enter saves the edit.
     click_image(page, *points[1])
     wait(page, "annotator.selected.size === 1")
@@ -471,9 +486,32 @@ def test_prefill_proposals_persist_and_labels_do_not_stick(served, page):
     wait(page, f"annotator.proposals.length === {count - 2}")
 
 
-def test_toolbar_fits_and_help_lists_delete(served, page):
+def test_toolbar_fits_view_keys_and_help_lists_delete(served, page):
     url, _ = served
     open_page(page, url, 1)
+    fitted = view(page)
+    page.keyboard.press("Shift+0")
+    assert view(page)["scale"] == 1
+    page.keyboard.press("0")
+    assert view(page) == fitted
+    page.keyboard.press("+")
+    zoomed = view(page)
+    assert zoomed["scale"] > fitted["scale"]
+    centre = page.locator("#canvas").bounding_box()
+    cx, cy = centre["x"] + centre["width"] / 2, centre["y"] + centre["height"] / 2
+    page.keyboard.down(" ")  # space+drag pans ...
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 40, cy + 30, steps=4)
+    page.mouse.up()
+    page.keyboard.up(" ")
+    panned = view(page)
+    assert (round(panned["tx"] - zoomed["tx"]), round(panned["ty"] - zoomed["ty"])) == (40, 30)
+    page.mouse.move(cx, cy)  # ... and so does a middle-button drag, without adding a click
+    page.mouse.down(button="middle")
+    page.mouse.move(cx - 20, cy, steps=4)
+    page.mouse.up(button="middle")
+    assert round(view(page)["tx"] - panned["tx"]) == -20 and page.evaluate("annotator.current.points.length") == 0
     toolbar = page.evaluate("""(() => { const t = document.getElementById('toolbar');
         const boxes = [...t.querySelectorAll('button, input, label, span')].map((c) => c.getBoundingClientRect());
         return {scroll: t.scrollWidth, client: t.clientWidth, lowestTop: Math.max(...boxes.map((b) => b.top)),

@@ -277,3 +277,23 @@ def test_http_new_endpoints_refuse_bad_input(client, method, path, body, status,
     response = getattr(http, method)(path, **({} if body is None else {"json": body}))
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
+
+
+def test_command_line_labels_and_labels_file(tmp_path, monkeypatch, capsys):
+    import uvicorn
+
+    from promptseg.cli import main
+
+    folder = write_images(tmp_path / "images")
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append(app))
+    assert main(["annotate", str(folder), "--out", str(tmp_path / "a.json"), "--labels", "cat, dog ,bird"]) == 0
+    assert calls[-1].state.service.store.labels == ["cat", "dog", "bird"]
+    assert "classes: 1=cat, 2=dog, 3=bird" in capsys.readouterr().out
+    (tmp_path / "labels.txt").write_text("car\n\nperson\n")
+    assert main(["annotate", str(folder), "--out", str(tmp_path / "b.json"), "--labels-file", str(tmp_path / "labels.txt")]) == 0
+    assert [c["name"] for c in calls[-1].state.service.store.categories()] == ["car", "person"]
+    for bad in (["--labels", "a,,b"], ["--labels", "a,a"], ["--labels", "a", "--labels-file", str(tmp_path / "labels.txt")],
+                ["--format", "yolo-seg"]):
+        with pytest.raises(SystemExit):
+            main(["annotate", str(folder), "--out", str(tmp_path / "c.json"), *bad])

@@ -1109,7 +1109,9 @@ function setUpControls() {
   $("mark-done").addEventListener("click", () => serial(() => setImageState("done")));
   $("mark-skipped").addEventListener("click", () => serial(() => setImageState("skipped")));
   $("next-open").addEventListener("click", nextOpen);
-  $("image-filter").addEventListener("change", (event) => { state.filter = event.target.value; renderImageList(); });
+  // A choice made, the keys go back to the page (a focused menu would take them).
+  $("image-filter").addEventListener("change", (event) => { state.filter = event.target.value; renderImageList(); event.target.blur(); });
+  $("export-format").addEventListener("change", (event) => event.target.blur());
   $("label").addEventListener("input", () => { renderClasses(); requestDraw(); });
   $("prefill-one").addEventListener("click", () => prefill([state.imageId]));
   $("prefill-all").addEventListener("click", () => prefill(state.images.map((image) => image.id)));
