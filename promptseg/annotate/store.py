@@ -63,6 +63,7 @@ class AnnotationStore:
             if self.path.exists():
                 self._data = self._read()
             self._add_images(images)
+            history.section(self._data)
             for name in self.labels or ():
                 history.category_id(self._data, name)
             self._write()
@@ -362,6 +363,7 @@ class AnnotationStore:
         if stamp is not None and stamp != self._stamp:
             self._data = self._read()
             self._add_images(self._images)
+            history.section(self._data)
             self._stamp = stamp
 
     def _read(self) -> dict[str, Any]:
