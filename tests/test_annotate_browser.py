@@ -39,6 +39,7 @@ from promptseg.annotate import AnnotationService, create_app  # noqa: E402
 from promptseg.bundled import build_bundled_sam  # noqa: E402
 from promptseg.data.synthetic import generate_scene  # noqa: E402
 from promptseg.masks import deepest_points  # noqa: E402
+from tests._support import read_yolo_seg  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -154,6 +155,8 @@ def version(page) -> int:
 
 
 def canvas_pixels(page) -> np.ndarray:
+    """(H, W, 3) uint8 of the canvas, once the frames the page has asked for are drawn."""
+    page.evaluate("new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
     url = page.evaluate("document.getElementById('canvas').toDataURL('image/png')")
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB"))
 
@@ -179,12 +182,6 @@ def saved_objects(out: Path, image_id: int) -> list[dict]:
     data = saved(out)
     names = {c["id"]: c["name"] for c in data["categories"]}
     return [{**a, "category": names[a["category_id"]]} for a in data["annotations"] if a["image_id"] == image_id]
-
-
-def read_yolo_seg(folder: Path):
-    from tests.test_annotate_export import read_yolo_seg as read
-
-    return read(folder)
 
 
 def screenshot(page, tmp_path: Path, name: str) -> Path:

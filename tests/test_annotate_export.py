@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from PIL import Image
 
 mask_utils = pytest.importorskip("pycocotools.mask")
 cv2 = pytest.importorskip("cv2")
-yaml = pytest.importorskip("yaml")
+pytest.importorskip("yaml")
 from pycocotools.coco import COCO  # noqa: E402
 
 from promptseg.annotate import AnnotationStore, list_images  # noqa: E402
@@ -23,6 +22,7 @@ from promptseg.annotate.formats import (  # noqa: E402
     DEFAULT_TOLERANCE, export_annotations, export_bytes, load_dataset, mask_rings, object_polygons, rings_mask,
 )
 from promptseg.data.synthetic import generate_scene  # noqa: E402
+from tests._support import read_yolo_seg  # noqa: E402
 
 
 def rle_of(mask: np.ndarray) -> dict:
@@ -120,26 +120,6 @@ def test_coco_polygon_round_trip_through_pycocotools(annotated, tmp_path):
     frame_id = max(masks)
     back = coco.annToMask(coco.loadAnns([frame_id])[0]).astype(bool)
     assert not back[25, 25] and back[35, 35]  # the hole stays empty, the island in it stays filled
-
-
-def read_yolo_seg(folder: Path) -> tuple[dict[int, str], dict[str, list[tuple[int, np.ndarray]]]]:
-    """A YOLO-seg dataset as ultralytics documents it: data.yaml's ``names``, and per image stem a list of
-    (class, (N, 2) points normalised to [0, 1]) from ``labels/<stem>.txt`` lines ``class x1 y1 x2 y2 ...``."""
-    config = yaml.safe_load((folder / "data.yaml").read_text())
-    names = config["names"]
-    names = dict(enumerate(names)) if isinstance(names, list) else {int(k): v for k, v in names.items()}
-    assert config["nc"] == len(names)
-    labels = {}
-    for path in sorted((folder / "labels").glob("*.txt")):
-        rows = []
-        for line in path.read_text().splitlines():
-            values = line.split()
-            assert len(values) >= 7 and (len(values) - 1) % 2 == 0, line[:80]
-            points = np.asarray(values[1:], np.float64).reshape(-1, 2)
-            assert ((points >= 0) & (points <= 1)).all()
-            rows.append((int(values[0]), points))
-        labels[path.stem] = rows
-    return names, labels
 
 
 def test_yolo_seg_round_trip_through_a_parser_of_the_documented_format(annotated, tmp_path):
