@@ -10,9 +10,13 @@ from typing import Any, Optional, Sequence
 
 from promptseg.annotate.errors import ApiError, bad_request
 from promptseg.annotate.service import AnnotationService
+from promptseg.annotate.store import STATES
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
-STATIC_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+STATIC_FILES = {
+    "index.html": "text/html", "style.css": "text/css",
+    "app.js": "text/javascript", "shape.js": "text/javascript", "view.js": "text/javascript", "overlay.js": "text/javascript",
+}
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -99,7 +103,10 @@ def create_app(
     # ------------------------------------------------------------------- API
     @app.get("/api/images")
     async def images() -> Response:
-        return as_json({"images": service.list_images(), "categories": [c["name"] for c in service.store.categories()]})
+        listed = service.list_images()
+        progress = {state: sum(1 for image in listed if image["state"] == state) for state in STATES}
+        return as_json({"images": listed, "categories": [c["name"] for c in service.store.categories()],
+                        "labels": service.store.labels, "progress": {**progress, "total": len(listed)}})
 
     @app.get("/api/images/{image_id}")
     async def image_bytes(image_id: str) -> Response:
@@ -110,8 +117,7 @@ def create_app(
 
     @app.get("/api/images/{image_id}/annotations")
     async def image_annotations(image_id: str) -> Response:
-        number, _ = service.image(image_id)
-        return as_json({"annotations": service.store.annotations(number)})
+        return as_json(await run_in_threadpool(service.snapshot, image_id))
 
     @app.post("/api/images/{image_id}/predict")
     async def predict(image_id: str, request: Request) -> Response:
@@ -125,6 +131,30 @@ def create_app(
     async def prefill(image_id: str, request: Request) -> Response:
         return as_json(await run_in_threadpool(service.prefill, image_id, await json_body(request, required=False)))
 
+    @app.post("/api/images/{image_id}/relabel")
+    async def relabel_many(image_id: str, request: Request) -> Response:
+        return as_json({"annotations": await run_in_threadpool(service.relabel, image_id, await json_body(request))})
+
+    @app.post("/api/images/{image_id}/delete")
+    async def delete_many(image_id: str, request: Request) -> Response:
+        return as_json({"annotations": await run_in_threadpool(service.delete, image_id, await json_body(request))})
+
+    @app.post("/api/images/{image_id}/undo")
+    async def undo(image_id: str, request: Request) -> Response:
+        return as_json(await run_in_threadpool(service.step, image_id, await json_body(request, required=False), True))
+
+    @app.post("/api/images/{image_id}/redo")
+    async def redo(image_id: str, request: Request) -> Response:
+        return as_json(await run_in_threadpool(service.step, image_id, await json_body(request, required=False), False))
+
+    @app.put("/api/images/{image_id}/state")
+    async def set_state(image_id: str, request: Request) -> Response:
+        return as_json(await run_in_threadpool(service.set_state, image_id, await json_body(request)))
+
+    @app.delete("/api/images/{image_id}/proposals/{proposal_id}")
+    async def reject_proposal(image_id: str, proposal_id: str) -> Response:
+        return as_json(await run_in_threadpool(service.reject_proposal, image_id, proposal_id))
+
     @app.patch("/api/annotations/{annotation_id}")
     async def relabel(annotation_id: str, request: Request) -> Response:
         body = await json_body(request)
@@ -132,13 +162,31 @@ def create_app(
             raise bad_request('send {"category": "new label"} to relabel an annotation')
         return as_json(await run_in_threadpool(service.store.relabel, service.annotation_id(annotation_id), body["category"]))
 
+    @app.put("/api/annotations/{annotation_id}")
+    async def edit(annotation_id: str, request: Request) -> Response:
+        return as_json(await run_in_threadpool(service.edit, annotation_id, await json_body(request)))
+
     @app.delete("/api/annotations/{annotation_id}")
     async def delete(annotation_id: str) -> Response:
         return as_json(await run_in_threadpool(service.store.delete, service.annotation_id(annotation_id)))
 
+    @app.get("/api/annotations/{annotation_id}/prompt")
+    async def object_prompt(annotation_id: str) -> Response:
+        return as_json(await run_in_threadpool(service.object_prompt, annotation_id))
+
+    @app.get("/api/annotations/{annotation_id}/polygon")
+    async def object_polygon(annotation_id: str, tolerance: Optional[str] = None) -> Response:
+        return as_json(await run_in_threadpool(service.object_polygon, annotation_id, tolerance))
+
     @app.get("/api/export")
     async def export() -> Response:
         return as_json(service.store.export())
+
+    @app.get("/api/export/{fmt}")
+    async def export_format(fmt: str, tolerance: Optional[str] = None) -> Response:
+        content, media_type, file_name = await run_in_threadpool(service.export, fmt, tolerance)
+        return Response(content, media_type=media_type,
+                        headers={"Content-Disposition": f'attachment; filename="{file_name}"'})
 
     @app.get("/api/status")
     async def status() -> Response:
