@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import io
-import json
 import tempfile
 import zipfile
 from pathlib import Path
@@ -18,6 +17,7 @@ from promptseg.annotate.formats.dataset import class_names, exported_images, loa
 from promptseg.annotate.formats.png import write_png_masks
 from promptseg.annotate.formats.polygons import DEFAULT_TOLERANCE, mask_rings, object_polygons, rings_mask
 from promptseg.annotate.formats.yolo import write_yolo_seg
+from promptseg.io import write_json_atomically
 
 FORMATS = ("coco-rle", "coco-polygon", "yolo-seg", "png-masks")
 FOLDER_FORMATS = ("yolo-seg", "png-masks")
@@ -38,7 +38,7 @@ def export_annotations(data: dict[str, Any], fmt: str, out: Path, tolerance: flo
             raise ValueError(f"--out for {fmt} is a JSON file, but {out} is a folder")
         out.parent.mkdir(parents=True, exist_ok=True)
         coco = coco_dataset(data, polygons=fmt == "coco-polygon", tolerance=tolerance)
-        out.write_text(json.dumps(coco))
+        write_json_atomically(out, coco)
         summary = {"images": len(coco["images"]), "objects": len(coco["annotations"]), "classes": class_names(data)}
     return {**summary, "path": str(out)}
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from promptseg.io import atomic_path, write_text_atomically
 from promptseg.annotate.formats.dataset import class_index, class_names, exported_images, image_objects, unique_stems
 
 MAX_INSTANCES = 65535
@@ -46,10 +47,16 @@ def write_png_masks(data: dict[str, Any], folder: Path) -> dict[str, Any]:
     for image in images:
         instances, semantic, entries = image_masks(data, image)
         stem = stems[image["id"]]
-        Image.fromarray(instances).save(folder / "instances" / f"{stem}.png")
-        Image.fromarray(semantic.astype(semantic_type)).save(folder / "semantic" / f"{stem}.png")
+        _write_png(folder / "instances" / f"{stem}.png", instances)
+        _write_png(folder / "semantic" / f"{stem}.png", semantic.astype(semantic_type))
         index[stem] = {"file_name": image["file_name"], "instances": entries}
         objects += len(entries)
-    (folder / "classes.txt").write_text("".join(f"{name}\n" for name in names))
-    (folder / "index.json").write_text(json.dumps({"classes": names, "images": index}, indent=1))
+    write_text_atomically(folder / "classes.txt", "".join(f"{name}\n" for name in names))
+    write_text_atomically(folder / "index.json", json.dumps({"classes": names, "images": index}, indent=1))
     return {"images": len(images), "objects": objects, "classes": names}
+
+
+def _write_png(path: Path, pixels: np.ndarray) -> None:
+    """``pixels`` (H, W) as a PNG at ``path``, replaced atomically."""
+    with atomic_path(path) as temporary:
+        Image.fromarray(pixels).save(temporary, format="PNG")

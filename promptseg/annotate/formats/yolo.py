@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from promptseg.io import write_text_atomically
 from promptseg.annotate.formats.dataset import class_index, class_names, exported_images, image_objects, unique_stems
 from promptseg.annotate.formats.polygons import DEFAULT_TOLERANCE, join_rings, object_polygons
 
@@ -46,9 +47,9 @@ def write_yolo_seg(data: dict[str, Any], folder: Path, tolerance: float = DEFAUL
     for image in images:
         lines = yolo_lines(data, image, tolerance)
         objects += len(lines)
-        (folder / "labels" / f"{stems[image['id']]}.txt").write_text("".join(line + "\n" for line in lines))
+        write_text_atomically(folder / "labels" / f"{stems[image['id']]}.txt", "".join(line + "\n" for line in lines))
     names = class_names(data)
-    (folder / "data.yaml").write_text(data_yaml(names, tolerance))
+    write_text_atomically(folder / "data.yaml", data_yaml(names, tolerance))
     return {"images": len(images), "objects": objects, "classes": names}
 
 
