@@ -1,5 +1,6 @@
 """Registry, module tree and state-dict compatibility with the official model for every model type,
-plus parity of vit_l / vit_h encoder blocks (full width, 64x64 grid) with the prompt path."""
+plus parity of vit_l / vit_h encoder blocks (full width, 64x64 grid) with the prompt path, and the
+``backend`` that ``build_sam`` sets on every attention module."""
 
 from __future__ import annotations
 
@@ -84,3 +85,18 @@ def test_construct_sam_is_eval_and_fp32():
     assert not model.training
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert np.isclose(model.pixel_mean.flatten()[0].item(), 123.675)
+
+
+def test_backend_reference_is_set_on_every_attention_module():
+    import promptseg
+    from tests._support import TINY
+    from promptseg.build import construct_sam
+
+    with torch.device("meta"):
+        model = promptseg.build_sam("vit_b", backend="reference")
+    backends = {m.backend for m in model.modules() if hasattr(m, "backend")}
+    assert backends == {"reference"}
+    assert len([m for m in model.modules() if hasattr(m, "backend")]) == 12 + 2 * 3 + 1
+    with pytest.raises(ValueError, match=r"backend must be one of \['auto', 'reference'\], got 'fast'"):
+        promptseg.build_sam("vit_b", backend="fast")
+    assert {m.backend for m in construct_sam(TINY).modules() if hasattr(m, "backend")} == {"auto"}

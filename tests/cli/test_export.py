@@ -16,7 +16,7 @@ from promptseg.configs import VIT_B
 from promptseg.export import export_onnx_bundle
 from promptseg.utils.transforms import ResizeLongestSide
 from tests._support import TINY, relative_error
-from tests.test_export_decoder import assert_outputs_match, decoder_inputs, export_official_decoder
+from tests.export.test_onnx_decoder import assert_outputs_match, decoder_inputs, export_official_decoder
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install onnxruntime)")
 

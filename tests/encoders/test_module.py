@@ -1,7 +1,7 @@
 """The ImageEncoder seam: the module encoder against the model, and the predictor (and the mask generator
 through it) embedding images through the encoder it is given.
 
-The engine encoder runs against the module one in tests/test_export_predictor.py.
+The engine encoder runs against the module one in tests/export/test_engine_predictor.py.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from promptseg.ops.build_stamp import (
     stamp_inputs,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_summarize():

@@ -1,5 +1,7 @@
-"""Kernel limits are stated once, in csrc/kernel_limits.h: the extension publishes them
-(``promptseg._C.KERNEL_LIMITS``) and the ops decide from them whether a kernel applies."""
+"""Dispatch between the references and the kernels: the CPU and fp32 never get a kernel, the switch
+that turns kernels off, the decoder ops' fall-backs, and the kernel limits, stated once in
+csrc/kernel_limits.h: the extension publishes them (``promptseg._C.KERNEL_LIMITS``) and the ops decide
+from them whether a kernel applies."""
 
 from __future__ import annotations
 
@@ -8,11 +10,15 @@ import types
 import pytest
 import torch
 
-from promptseg.ops import available_kernels, dispatch, encoder_attention, extension_loaded, kernel_limits
-
-needs_extension = pytest.mark.skipif(
-    not extension_loaded(), reason="the CUDA extension promptseg._C is not built (setup.py build_ext)"
+from promptseg.ops import (
+    available_kernels,
+    decoder_attention,  # the module, to reach its kernel-support rule
+    dispatch,
+    encoder_attention,
+    kernel_available,
+    kernel_limits,
 )
+from tests.ops._support import needs_extension
 
 
 @pytest.fixture
@@ -55,7 +61,17 @@ def test_an_extension_built_from_older_sources_is_named(monkeypatch, fresh_limit
         kernel_limits("token_attention")
 
 
-@needs_extension
-def test_fakes_still_describe_the_kernels_outputs():
-    q = torch.empty(2, 5, 64, dtype=torch.bfloat16, device="meta")
-    assert torch.ops.promptseg.token_attention(q, q, q, 4).shape == (2, 5, 64)
+def test_kernels_are_never_chosen_for_cpu_or_fp32(monkeypatch):
+    x = torch.zeros(2, 2)
+    assert not kernel_available("vit_attention", x)
+    monkeypatch.setenv("PROMPTSEG_DISABLE_KERNELS", "1")
+    assert not kernel_available("vit_attention", x.bfloat16())
+
+
+def test_dispatch_falls_back(monkeypatch):
+    q = torch.randn(2, 3, 32)
+    assert not kernel_available("token_attention", q) and not kernel_available("mask_postprocess", q[None])
+    # Unsupported head dims, zero keys and wide low-res logits run the reference even where a kernel exists.
+    assert not decoder_attention._kernel_supports(q, q, 3) and not decoder_attention._kernel_supports(q, q[:, :0], 2)
+    monkeypatch.setenv("PROMPTSEG_DISABLE_KERNELS", "1")
+    assert not kernel_available("gathered_token_attention", q.bfloat16())

@@ -1,26 +1,16 @@
-"""The mask decoder's ops on the CPU: references, the exact composition of the two resamplings the
-post-processing kernel computes, dispatch fall-backs and the fake (meta) kernels."""
+"""The mask post-processing op ``mask_postprocess``: its reference against ``Sam.postprocess_masks``
+and the exact composition of the two resamplings the kernel computes (CPU), and the CUDA kernel
+against its reference (logits, masks, boxes, areas), on poisoned memory, its input checks and
+opcheck (GPU, skipped without CUDA and the extension)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from promptseg.ops import (
-    decoder_attention,  # the module, to reach its kernel-support rule
-    extension_loaded,
-    gathered_token_attention,
-    kernel_available,
-    mask_areas,
-    mask_boxes_xyxy,
-    mask_postprocess,
-    mask_postprocess_reference,
-    token_attention,
-)
-
-needs_extension = pytest.mark.skipif(
-    not extension_loaded(), reason="the CUDA extension promptseg._C is not built (setup.py build_ext)"
-)
+from promptseg.ops import mask_areas, mask_boxes_xyxy, mask_postprocess, mask_postprocess_reference
+from tests._support import poison_allocator
+from tests.ops._support import needs_extension
 
 
 @pytest.mark.parametrize("return_logits", [False, True])
@@ -85,44 +75,41 @@ def test_composed_resampling_equals_two_interpolations(low, image_size, input_si
     assert bool((expected[differ].abs() < 1e-4).all())
 
 
-def test_gathered_attention_reference_equals_copies():
-    generator = torch.Generator().manual_seed(4)
-    q = torch.randn(2, 9, 32, generator=generator, dtype=torch.float64)
-    k = torch.randn(3, 5, 32, generator=generator, dtype=torch.float64)
-    v = torch.randn(3, 5, 32, generator=generator, dtype=torch.float64)
-    q_index, kv_index = torch.tensor([1, 0, 1, 1]), torch.tensor([2, 2, 0, 1])
-    mask = torch.tensor([[True] * 5, [True, False, True, True, False], [True] * 5, [False, True, True, True, True]])
-    out = gathered_token_attention(q, k, v, 4, mask, q_index=q_index, kv_index=kv_index)
-    expected = token_attention(q[q_index], k[kv_index], v[kv_index], 4, mask)
-    assert torch.equal(out, expected)
-    with pytest.raises(ValueError, match="q_index and kv_index must have one length"):
-        gathered_token_attention(q, k, v, 4, q_index=q_index, kv_index=kv_index[:3])
-    with pytest.raises(ValueError, match="k and v must have 4 batches"):
-        gathered_token_attention(q, k, v, 4, q_index=q_index)
+# ---- GPU: the kernel -------------------------------------------------------------------------
 
 
-def test_dispatch_falls_back(monkeypatch):
-    q = torch.randn(2, 3, 32)
-    assert not kernel_available("token_attention", q) and not kernel_available("mask_postprocess", q[None])
-    # Unsupported head dims, zero keys and wide low-res logits run the reference even where a kernel exists.
-    assert not decoder_attention._kernel_supports(q, q, 3) and not decoder_attention._kernel_supports(q, q[:, :0], 2)
-    monkeypatch.setenv("PROMPTSEG_DISABLE_KERNELS", "1")
-    assert not kernel_available("gathered_token_attention", q.bfloat16())
-
-
+@pytest.mark.gpu
 @needs_extension
-def test_fakes_give_kernel_shapes():
-    """The fake kernels (torch.compile / FakeTensor) on meta tensors."""
-    q = torch.empty(5, 7, 128, dtype=torch.bfloat16, device="meta")
-    image = torch.empty(2, 4096, 128, dtype=torch.bfloat16, device="meta")
-    index = torch.empty(5, dtype=torch.long, device="meta")
-    mask = torch.empty(5, 7, dtype=torch.bool, device="meta")
-    ops = torch.ops.promptseg
-    assert ops.token_attention(q, q, q, 8, mask).shape == (5, 7, 128)
-    assert ops.gathered_token_attention(q, image, image, 8, None, None, index).shape == (5, 7, 128)
-    assert ops.gathered_token_attention(image, q, q, 8, mask, index, None).shape == (5, 4096, 128)
-    low_res = torch.empty(4, 3, 256, 256, dtype=torch.float16, device="meta")
-    masks, boxes, areas = ops.mask_postprocess(low_res, [683, 1024], [1200, 1800], 1024, 0.0, False, True)
-    assert (masks.shape, masks.dtype, boxes.shape, areas.shape) == ((4, 3, 1200, 1800), torch.bool, (4, 3, 4), (4, 3))
-    masks, boxes, areas = ops.mask_postprocess(low_res, [683, 1024], [1200, 1800], 1024, 0.0, True, False)
-    assert masks.dtype == torch.float32 and boxes.shape == areas.shape == (0,)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("input_size, original_size", [((683, 1024), (1200, 1800)), ((1024, 768), (4000, 3000)), ((1024, 1024), (97, 97))])
+def test_mask_postprocess_kernel_matches_reference(dtype, input_size, original_size):
+    low_res = (8 * torch.randn(5, 3, 256, 256, device="cuda")).to(dtype)
+    poison_allocator()
+    masks, boxes, areas = torch.ops.promptseg.mask_postprocess(low_res, input_size, original_size, 1024, 0.0, True, True)
+    expected = mask_postprocess_reference(low_res, input_size, original_size, 1024, return_logits=True).masks
+    assert (masks - expected).abs().max() <= 1e-5 * expected.abs().max()
+    binary, _, _ = torch.ops.promptseg.mask_postprocess(low_res, input_size, original_size, 1024, 0.0, False, False)
+    assert torch.equal(binary, masks > 0)
+    differ = binary != (expected > 0)
+    assert bool((expected[differ].abs() < 1e-3).all())
+    assert torch.equal(boxes, mask_boxes_xyxy(binary)) and torch.equal(areas, mask_areas(binary))
+
+
+@pytest.mark.gpu
+@needs_extension
+def test_mask_postprocess_kernel_empty_and_full_masks():
+    low_res = torch.cat([torch.full((1, 1, 256, 256), -5.0), torch.full((1, 1, 256, 256), 5.0)], 1).cuda().half()
+    masks, boxes, areas = torch.ops.promptseg.mask_postprocess(low_res, [683, 1024], [1200, 1800], 1024, 0.0, False, True)
+    assert areas.tolist() == [[0, 1200 * 1800]] and boxes.tolist() == [[[0, 0, 0, 0], [0, 0, 1799, 1199]]]
+
+
+@pytest.mark.gpu
+@needs_extension
+def test_mask_postprocess_input_checks_and_opcheck():
+    q = torch.randn(2, 5, 48, device="cuda", dtype=torch.bfloat16)
+    with pytest.raises(RuntimeError, match="expected a contiguous low_res"):
+        torch.ops.promptseg.mask_postprocess(q.reshape(2, 5, 6, 8).transpose(2, 3), [8, 8], [9, 9], 8, 0.0, False, False)
+    low_res = torch.randn(2, 3, 64, 64, device="cuda", dtype=torch.float16)
+    op = torch.ops.promptseg.mask_postprocess.default
+    torch.library.opcheck(op, (low_res, [200, 256], [300, 400], 256, 0.0, False, True))
+    torch.library.opcheck(op, (low_res, [256, 131], [1000, 512], 256, 0.5, True, False))

@@ -1,18 +1,17 @@
-"""GPU: the decoder attention kernels (``token_attention``, ``gathered_token_attention``) against
-float64 references, on strided inputs and poisoned memory, their input checks and opcheck.
-Skipped without CUDA and the extension."""
+"""The decoder's attention ops ``token_attention`` and ``gathered_token_attention``: the references
+against a direct float64 formula, key padding and gathered copies (CPU), and the CUDA kernels against
+float64 references, on strided inputs and poisoned memory, their input checks and opcheck (GPU,
+skipped without CUDA and the extension)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from promptseg.ops import decoder_attention, extension_loaded, gathered_token_attention
+from promptseg.ops import decoder_attention, gathered_token_attention, token_attention
 from tests._support import poison_allocator, relative_error
+from tests.ops._support import direct_attention, needs_extension
 
-needs_extension = pytest.mark.skipif(
-    not extension_loaded(), reason="the CUDA extension promptseg._C is not built (setup.py build_ext)"
-)
 # (relative error vs float64) of the attention kernels per dtype
 KERNEL_TOLERANCE = {torch.bfloat16: 1e-2, torch.float16: 3e-3}
 
@@ -37,6 +36,52 @@ def _padding_mask(prompts: int, keys: int) -> torch.Tensor:
     return torch.arange(keys, device="cuda")[None, :] < lengths[:, None]
 
 
+# ---- CPU: the references ----------------------------------------------------------------------
+
+
+def test_token_attention_padding_equals_dropping_keys():
+    generator = torch.Generator().manual_seed(2)
+    q = torch.randn(3, 5, 32, generator=generator, dtype=torch.float64)
+    k = torch.randn(3, 9, 32, generator=generator, dtype=torch.float64)
+    v = torch.randn(3, 9, 32, generator=generator, dtype=torch.float64)
+    lengths = [9, 4, 1]
+    mask = torch.arange(9)[None, :] < torch.tensor(lengths)[:, None]
+    padded = token_attention(q, k, v, 4, key_padding_mask=mask)
+    for index, length in enumerate(lengths):
+        alone = token_attention(q[index : index + 1], k[index : index + 1, :length], v[index : index + 1, :length], 4)
+        assert relative_error(padded[index], alone[0]) < 1e-12
+
+
+def test_token_attention_equals_direct_formula():
+    generator = torch.Generator().manual_seed(3)
+    q = torch.randn(2, 7, 24, generator=generator, dtype=torch.float64)
+    k = torch.randn(2, 13, 24, generator=generator, dtype=torch.float64)
+    v = torch.randn(2, 13, 24, generator=generator, dtype=torch.float64)
+    out = token_attention(q, k, v, 3)
+    for batch in range(2):
+        for head in range(3):
+            cols = slice(8 * head, 8 * head + 8)
+            expected = direct_attention(q[batch, :, cols], k[batch, :, cols], v[batch, :, cols], 0.0)
+            assert relative_error(out[batch, :, cols], expected) < 1e-12
+
+
+def test_gathered_attention_reference_equals_copies():
+    generator = torch.Generator().manual_seed(4)
+    q = torch.randn(2, 9, 32, generator=generator, dtype=torch.float64)
+    k = torch.randn(3, 5, 32, generator=generator, dtype=torch.float64)
+    v = torch.randn(3, 5, 32, generator=generator, dtype=torch.float64)
+    q_index, kv_index = torch.tensor([1, 0, 1, 1]), torch.tensor([2, 2, 0, 1])
+    mask = torch.tensor([[True] * 5, [True, False, True, True, False], [True] * 5, [False, True, True, True, True]])
+    out = gathered_token_attention(q, k, v, 4, mask, q_index=q_index, kv_index=kv_index)
+    expected = token_attention(q[q_index], k[kv_index], v[kv_index], 4, mask)
+    assert torch.equal(out, expected)
+    with pytest.raises(ValueError, match="q_index and kv_index must have one length"):
+        gathered_token_attention(q, k, v, 4, q_index=q_index, kv_index=kv_index[:3])
+    with pytest.raises(ValueError, match="k and v must have 4 batches"):
+        gathered_token_attention(q, k, v, 4, q_index=q_index)
+
+
+# ---- GPU: the kernels ------------------------------------------------------------------------
 
 
 @pytest.mark.gpu

@@ -1,13 +1,14 @@
-"""The fused CUDA attention of the ViT encoder (``torch.ops.promptseg.vit_attention``).
+"""The ViT encoder's attention op ``vit_attention``: its reference and its fused CUDA kernel
+(``torch.ops.promptseg.vit_attention``).
 
-GPU tests compare the kernel with the float64 reference on ViT-B/L/H shapes (global 64x64 and
-odd grids, windows with padding), check opcheck, torch.compile and CUDA-graph capture, and the
-whole vit_b encoder in bf16 against the official fp32 model. CPU tests cover the dispatch rules
-and, when the extension is built, the schema and the fake (meta) registration.
+CPU tests check the reference against a direct float64 formula, its chunking and input checks, the
+dispatch rules and, when the extension is built, the schema and the fake (meta) registration. GPU
+tests compare the kernel with the float64 reference on ViT-B/L/H shapes (global 64x64 and odd grids,
+windows with padding), check opcheck, torch.compile and CUDA-graph capture, and the whole vit_b
+encoder in bf16 against the official fp32 model.
 """
 
 from __future__ import annotations
-
 
 import numpy as np
 import pytest
@@ -15,9 +16,18 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from promptseg.configs import VIT_B
-from promptseg.ops import DISABLE_ENV, available_kernels, extension_loaded, vit_attention, vit_attention_reference
+from promptseg.ops import (
+    DISABLE_ENV,
+    available_kernels,
+    extension_loaded,
+    rel_pos_table,
+    token_attention,
+    vit_attention,
+    vit_attention_reference,
+)
 from promptseg.ops import encoder_attention  # the module: its dispatch is monkeypatched, its internals checked
 from tests._support import cuda_predictors, relative_error
+from tests.ops._support import direct_attention
 
 SCHEMA = (
     "promptseg::vit_attention(Tensor qkv, int num_heads, Tensor? rel_pos_h, Tensor? rel_pos_w, "
@@ -76,6 +86,56 @@ def poison_cuda_cache() -> None:
     large = torch.full((1 << 29,), float("nan"), dtype=torch.float16, device="cuda")  # 1 GiB, large pool
     small = [torch.full((1 << 18,), float("nan"), dtype=torch.float16, device="cuda") for _ in range(16)]
     del large, small
+
+
+# ---- CPU: the reference against a direct float64 formula -------------------------------------
+
+
+def _direct_rel_pos_bias(q, rel_pos_h, rel_pos_w, height, width):
+    """bias[i, j] = q_i . Rh[y_i, y_j] + q_i . Rw[x_i, x_j] for a row-major (height, width) grid."""
+    table_h = rel_pos_table(height, height, rel_pos_h)
+    table_w = rel_pos_table(width, width, rel_pos_w)
+    ys = torch.arange(height).repeat_interleave(width)
+    xs = torch.arange(width).repeat(height)
+    bias_h = torch.einsum("ic,ijc->ij", q, table_h[ys][:, ys])
+    bias_w = torch.einsum("ic,ijc->ij", q, table_w[xs][:, xs])
+    return bias_h + bias_w
+
+
+@pytest.mark.parametrize("height, width, heads, head_dim", [(37, 53, 2, 16), (8, 8, 3, 8), (1, 5, 1, 4)])
+def test_global_vit_attention_equals_direct_formula(height, width, heads, head_dim):
+    generator = torch.Generator().manual_seed(height * width)
+    channels = heads * head_dim
+    qkv = torch.randn(2, height, width, 3 * channels, generator=generator, dtype=torch.float64)
+    rel_h = torch.randn(2 * height - 1, head_dim, generator=generator, dtype=torch.float64)
+    rel_w = torch.randn(2 * width - 1, head_dim, generator=generator, dtype=torch.float64)
+    out = vit_attention(qkv, heads, rel_h, rel_w, window_size=0, qkv_bias=None)
+    assert out.shape == (2, height, width, channels)
+    tokens = qkv.reshape(2, height * width, 3, heads, head_dim)
+    for batch in range(2):
+        for head in range(heads):
+            q, k, v = (tokens[batch, :, i, head] for i in range(3))
+            expected = direct_attention(q, k, v, _direct_rel_pos_bias(q, rel_h, rel_w, height, width))
+            actual = out[batch].reshape(height * width, heads, head_dim)[:, head]
+            assert relative_error(actual, expected) < 1e-12
+
+
+def test_vit_attention_chunking_does_not_change_results(monkeypatch):
+    generator = torch.Generator().manual_seed(1)
+    qkv = torch.randn(3, 9, 11, 3 * 16, generator=generator)
+    rel_h, rel_w = torch.randn(17, 8, generator=generator), torch.randn(21, 8, generator=generator)
+    whole = vit_attention(qkv, 2, rel_h, rel_w, 0, None)
+    monkeypatch.setattr(encoder_attention, "_MAX_CHUNK_ELEMENTS", 99 * 99 * 2)
+    assert torch.allclose(vit_attention(qkv, 2, rel_h, rel_w, 0, None), whole, atol=1e-6)
+
+
+def test_op_input_checks():
+    with pytest.raises(ValueError, match=r"qkv of shape \(B, H, W, 3\*C\)"):
+        vit_attention(torch.zeros(1, 4, 4, 10), 2, None, None, 0, None)
+    with pytest.raises(ValueError, match="rel_pos_h must be"):
+        vit_attention(torch.zeros(1, 4, 4, 24), 2, torch.zeros(7, 5), torch.zeros(7, 4), 0, None)
+    with pytest.raises(ValueError, match="key_padding_mask must be a bool tensor of shape"):
+        token_attention(torch.zeros(1, 2, 8), torch.zeros(1, 3, 8), torch.zeros(1, 3, 8), 2, torch.ones(1, 2, dtype=torch.bool))
 
 
 # ---- CPU: shapes, dispatch, registration -------------------------------------------------------

@@ -2,7 +2,7 @@
 
 A random-weight stand-in concept encoder (a subclass of ``ConceptEncoder``) and a random
 ``TextPromptEncoder`` drive the plumbing here; the trained bundled text weights are measured in
-tests/test_text_measured.py.
+tests/text/test_measured.py.
 """
 
 from __future__ import annotations

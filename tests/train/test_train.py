@@ -237,11 +237,3 @@ def test_train_cli_rejects_bad_settings(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--data", str(tmp_path / "none"), "--model", "vit_tiny", "--epochs", "1", "--batch-size", "2", "--lr", "1e-4", "--out", str(tmp_path)])
     assert "not found" in capsys.readouterr().err
-
-
-def test_scenes_without_objects_are_valid():
-    from promptseg.data.synthetic import _drop_small
-
-    scene = _drop_small(np.zeros((8, 8, 3), np.uint8), np.zeros((0, 8, 8), bool), np.zeros(0, np.int64), (), 1.0)
-    assert scene.masks.shape == (0, 8, 8)
-    assert scene.first_clicks().shape == (0, 2)
