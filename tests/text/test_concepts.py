@@ -249,22 +249,3 @@ def test_cli_train_concepts_smoke(tmp_path):
     with safe_open(str(path), "pt") as handle:
         record = json.loads(handle.metadata()["training"])
     assert record["steps"] == 2 and record["train_scenes"] == 4 and record["batch_size"] == 8
-
-
-def test_text_imports_nothing_from_above():
-    """text/ sits below data/, train/ and the API floor (issue 22): none of its modules imports them (nor the
-    package root, which imports the API floor), lazily or not."""
-    import ast
-    from pathlib import Path
-
-    import promptseg.text
-
-    above = ("annotate", "automatic", "cli", "data", "distributed", "export", "find", "predictor", "train", "zeroshot")
-    found = []
-    for path in sorted(Path(promptseg.text.__file__).parent.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-            names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
-            found += [f"{path.name}: {name}" for name in names
-                      if name == "promptseg" or name.split(".")[:2] in (["promptseg", a] for a in above)]
-    assert not found, found
