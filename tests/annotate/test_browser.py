@@ -51,7 +51,7 @@ LABELS = ["blob", "shape", "ring"]
 SCENE_SEED = 1  # its largest object without parts is found with one click (IoU 0.90 with the bundled model)
 SELECT_SEED = 5  # three objects without parts
 SCREENSHOTS_ENV = "PROMPTSEG_ANNOTATE_SCREENSHOTS"  # a folder (docs/) to write the screenshots into
-PHOTO_OBJECTS = Path(__file__).parent / "data" / "annotate" / "groceries_objects.json"
+PHOTO_OBJECTS = Path(__file__).parents[1] / "data" / "annotate" / "groceries_objects.json"
 REDRAW_BUDGET_MS = 16.0
 TIMEOUT_MS = 120_000
 
@@ -570,7 +570,7 @@ def test_photo_screenshots_with_outlines_and_classes(tmp_path_factory, model, pa
     """The screenshots of docs/: a photo at 1400 x 900 with its objects outlined by class, then zoomed."""
     fixture = json.loads(PHOTO_OBJECTS.read_text())
     folder = tmp_path_factory.mktemp("photo")
-    photo = Path(__file__).parent / "data" / "images" / "groceries.jpg"
+    photo = Path(__file__).parents[1] / "data" / "images" / "groceries.jpg"
     (folder / photo.name).write_bytes(photo.read_bytes())
     labels = sorted({o["label"] for o in fixture["objects"]}, key=[o["label"] for o in fixture["objects"]].index)
     service = AnnotationService(folder, folder.parent / "photo.json", model, prefetch=False, labels=labels)
