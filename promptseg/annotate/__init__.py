@@ -8,6 +8,11 @@ computed ahead for the next image); pre-fill proposals come from
 atomically after every change (``store.py``), each change an operation of one per-image history that
 undo, redo and replay use (``history.py``). ``formats/`` exports the file as COCO (RLE or polygons),
 YOLO-seg or PNG masks. The server side needs ``pip install "promptseg[annotate]"``.
+
+Nothing a client or the image folder sends reaches native code unbounded: requests pass ``guard.py``
+(Host, cross-site, JSON content type, size, security headers), bodies ``jsonbody.py`` (depth, numbers),
+polygons ``polygon_input.py`` (vertices, extent, clipped to the image), RLEs and labels their checks in
+``coco_masks.py`` and ``labels.py``; unreadable images are listed as unavailable (``images.py``).
 """
 
 from promptseg.annotate.cache import EmbeddingCache

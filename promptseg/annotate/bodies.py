@@ -3,20 +3,20 @@ state); each problem is a 400 naming what was expected and what came."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from promptseg.annotate.coco_masks import FILL_RULES
 from promptseg.annotate.errors import ApiError, bad_request
+from promptseg.annotate.polygon_input import checked_polygon
 from promptseg.annotate.prompts import checked_object, parse_click
-
-FILL_RULES = ("union", "evenodd")
 
 
 @dataclass(frozen=True)
 class MaskBody:
-    """A mask given as ``rle`` or ``polygon`` (with its ``fill_rule``), or a stored ``proposal``; the
-    ``prompt`` behind it (clicks, as a predict body's points/labels/box) and its ``mask_input`` token."""
+    """A mask given as ``rle`` (as sent) or ``polygon`` (its rings checked and clipped to the image:
+    (K, 2) float64 arrays) with its ``fill_rule``, or a stored ``proposal``; the ``prompt`` behind it
+    (clicks, as a predict body's points/labels/box) and its ``mask_input`` token."""
 
     rle: Any = None
     polygon: Any = None
@@ -104,23 +104,12 @@ def _mask_body(body: dict[str, Any], width: int, height: int) -> MaskBody:
         raise bad_request(f"fill_rule must be one of {list(FILL_RULES)}, got {fill_rule!r}")
     if "fill_rule" in body and "polygon" not in body:
         raise bad_request("fill_rule goes with a 'polygon'")
-    if "polygon" in body:
-        _check_polygon(body["polygon"])
+    polygon = checked_polygon(body["polygon"], height, width) if "polygon" in body else None
     mask_input = body.get("mask_input")
     if mask_input is not None and not isinstance(mask_input, str):
         raise bad_request(f"mask_input must be a token string from a predict response or null, got {type(mask_input).__name__}")
-    return MaskBody(body.get("rle"), body.get("polygon"), fill_rule, body.get("proposal"),
+    return MaskBody(body.get("rle"), polygon, fill_rule, body.get("proposal"),
                     parse_prompt(body.get("prompt"), width, height), mask_input)
-
-
-def _check_polygon(value: Any) -> None:
-    if not isinstance(value, list) or not value:
-        raise bad_request(f"polygon must be a non-empty list of [x0, y0, x1, y1, ...] rings, got {str(value)[:60]}")
-    for index, ring in enumerate(value):
-        if not isinstance(ring, list) or len(ring) < 6 or len(ring) % 2:
-            raise bad_request(f"polygon ring {index} must list at least 3 (x, y) pairs as [x0, y0, x1, y1, ...]")
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in ring):
-            raise bad_request(f"polygon ring {index} must hold finite numbers")
 
 
 def _is_id(value: Any) -> bool:

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
 from promptseg.annotate.bodies import MaskBody, parse_accept, parse_edit, parse_ids, parse_state, parse_step
 from promptseg.annotate.cache import EmbeddingCache
 from promptseg.annotate.coco_masks import CocoRle, checked_rle, decode_mask, encode_masks, iou_matrix, polygon_rle
-from promptseg.annotate.errors import bad_request, not_found
-from promptseg.annotate.images import ImageFile, list_images
+from promptseg.annotate.errors import ApiError, bad_request, not_found
+from promptseg.annotate.images import ImageFile, OutsideFolderError, problem, scan_images
 from promptseg.annotate.logits import KeptLogits, LogitsTokens
 from promptseg.annotate.prompts import parse_click, parse_prefill
 from promptseg.annotate.store import AnnotationStore
+from promptseg.errors import ImageReadError
 from promptseg.modeling import Sam
 
 # A proposal that overlaps an accepted object this much is not offered again.
@@ -28,6 +30,10 @@ class AnnotationService:
 
     Decoding (clicks and pre-fill) runs one request at a time; embeddings are computed by the
     :class:`EmbeddingCache`, which works ahead on the next image.
+
+    Files whose header cannot be read are left out of the images and listed in ``unavailable``; a
+    file found unreadable later (truncated, replaced, gone, a link out of the folder) answers 4xx
+    (:meth:`reading`) and is marked unavailable in the listing until it reads again.
     """
 
     def __init__(
@@ -52,13 +58,14 @@ class AnnotationService:
             labels: a fixed list of class names (``--labels``); None: free-text labels.
         """
         self.prefill_defaults = parse_prefill(prefill_defaults or {})
-        files = list_images(image_dir)
+        files, self.unavailable = scan_images(image_dir)
+        self.problems: dict[int, str] = {}
         self.store = AnnotationStore(out, files, labels=labels)
         self.images: dict[int, ImageFile] = {self.store.image_id(f.file_name): f for f in files}
         self.order = sorted(self.images, key=lambda image_id: self.images[image_id].file_name)
         self.model = model
         self.prefetch_enabled = prefetch
-        self.cache = EmbeddingCache(model, lambda image_id: self.images[image_id].pixels(), capacity=cache_size)
+        self.cache = EmbeddingCache(model, self.pixels, capacity=cache_size)
         self.tokens = LogitsTokens()
         self.kept_logits = KeptLogits()
         self._decode_lock = threading.Lock()
@@ -74,7 +81,34 @@ class AnnotationService:
             raise not_found(f"unknown image id {image_id}")
         return image_id, self.images[image_id]
 
+    @contextmanager
+    def reading(self, image_id: int) -> Iterator[None]:
+        """Around a read of an image file: a file that cannot be read becomes a 4xx naming the problem
+        (422 not a readable image, 404 gone, 403 outside the folder) and is marked unavailable."""
+        file_name = self.images[image_id].file_name
+        try:
+            yield
+        except (ImageReadError, OSError) as error:
+            reason = problem(error)
+            self.problems[image_id] = reason
+            status = 403 if isinstance(error, OutsideFolderError) else 404 if isinstance(error, FileNotFoundError) else 422
+            raise ApiError(status, f"image {image_id} ({file_name}) cannot be read: {reason}") from None
+        self.problems.pop(image_id, None)
+
+    def pixels(self, image_id: int) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of an image (4xx when unreadable: :meth:`reading`)."""
+        with self.reading(image_id):
+            return self.images[image_id].pixels()
+
+    def browser_bytes(self, image_id: str | int) -> tuple[bytes, str]:
+        """(content, media type) of an image for the page (4xx when unreadable: :meth:`reading`)."""
+        image_id, image = self.image(image_id)
+        with self.reading(image_id):
+            return image.browser_bytes()
+
     def list_images(self) -> list[dict[str, Any]]:
+        """The images with their ids, sizes, object counts, states, whether embedded, and ``unavailable``
+        (null, or why the file cannot be read now)."""
         counts, states = self.store.counts(), self.store.states()
         return [
             {
@@ -85,6 +119,7 @@ class AnnotationService:
                 "annotations": counts.get(image_id, 0),
                 "state": states.get(image_id, "new"),
                 "embedded": self.cache.cached(image_id),
+                "unavailable": self.problems.get(image_id),
             }
             for image_id in self.order
         ]
@@ -141,12 +176,12 @@ class AnnotationService:
         """Automatic mask proposals for one image, minus those that repeat an accepted object."""
         from promptseg.automatic import SamAutomaticMaskGenerator
 
-        image_id, image = self.image(image_id)
+        image_id, _ = self.image(image_id)
         settings = parse_prefill(body, self.prefill_defaults)
         generator = SamAutomaticMaskGenerator(
             self.model, output_mode="coco_rle", decoder=self.cache.decoder, **settings
         )
-        pixels = image.pixels()
+        pixels = self.pixels(image_id)
         with self._decode_lock:
             start = time.perf_counter()
             records = generator.generate(pixels)
@@ -264,11 +299,7 @@ class AnnotationService:
     def _mask_rle(self, mask: MaskBody, image: ImageFile) -> CocoRle:
         if mask.rle is not None:
             return checked_rle(mask.rle, image.height, image.width)
-        if mask.fill_rule == "union":
-            return polygon_rle(mask.polygon, image.height, image.width)
-        from promptseg.annotate.formats import rings_mask
-
-        return encode_masks(rings_mask(mask.polygon, image.height, image.width)[None])[0]
+        return polygon_rle(mask.polygon, image.height, image.width, mask.fill_rule)
 
     def annotation_id(self, text: str, what: str = "annotation") -> int:
         if not text.isdigit() or not text.isascii() or len(text) > 18:

@@ -21,7 +21,8 @@ from promptseg.annotate import history
 from promptseg.annotate.coco_masks import area_and_bbox
 from promptseg.annotate.errors import bad_request, not_found
 from promptseg.annotate.images import ImageFile
-from promptseg.io import CocoRle, write_json_atomically
+from promptseg.annotate.labels import checked_labels, normalised_label
+from promptseg.io import CocoRle, remove_orphaned_temps, write_json_atomically
 
 try:
     import fcntl
@@ -29,8 +30,6 @@ except ImportError:  # pragma: no cover - not on POSIX
     fcntl = None  # type: ignore[assignment]
 
 INFO = {"description": "promptseg annotate", "version": "1.0"}
-MAX_CATEGORY_LENGTH = 100
-MAX_LABELS = 1000
 STATES = ("new", "in_progress", "done", "skipped")
 UNLABELLED = "unlabelled"  # the category of an object accepted without a label
 
@@ -54,6 +53,7 @@ class AnnotationStore:
         """
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.removed_temps = remove_orphaned_temps(self.path)
         self.labels = checked_labels(labels) if labels is not None else None
         self._lock = threading.RLock()
         self._stamp: Optional[tuple[int, int, int]] = None
@@ -318,7 +318,10 @@ class AnnotationStore:
     def _name(self, category: Optional[str]) -> str:
         if category is None:
             return UNLABELLED
-        name = _checked_category(category)
+        try:
+            name = normalised_label(category)
+        except ValueError as error:
+            raise bad_request(f"category: {error}") from None
         if self.labels is not None and name not in self.labels and name != UNLABELLED:
             raise bad_request(f"category {name!r} is not one of the labels {self.labels} (--labels)")
         return name
@@ -389,22 +392,6 @@ class AnnotationStore:
         self._stamp = self._file_stamp()
 
 
-def checked_labels(labels: Sequence[str]) -> list[str]:
-    """A fixed label list: non-empty, no blanks or repeats, at most :data:`MAX_LABELS` names."""
-    if isinstance(labels, str) or not isinstance(labels, (list, tuple)):
-        raise ValueError(f"labels must be a list of names, got {type(labels).__name__}")
-    names = [name.strip() if isinstance(name, str) else name for name in labels]
-    if not names or len(names) > MAX_LABELS:
-        raise ValueError(f"give 1 to {MAX_LABELS} labels, got {len(names)}")
-    for name in names:
-        if not isinstance(name, str) or not name or len(name) > MAX_CATEGORY_LENGTH:
-            raise ValueError(f"each label must be a non-empty name of at most {MAX_CATEGORY_LENGTH} characters, got {name!r}")
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise ValueError(f"labels must not repeat, got {repeated} more than once")
-    return names
-
-
 def _state(image: dict[str, Any], annotated: bool) -> str:
     """An image's state: the stored one, else in_progress when it has objects, else new."""
     state = image.get("state")
@@ -413,13 +400,3 @@ def _state(image: dict[str, Any], annotated: bool) -> str:
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _checked_category(category: Any) -> str:
-    if not isinstance(category, str) or not category.strip():
-        raise bad_request(f"category must be a non-empty string, got {category!r}")
-    name = category.strip()
-    if len(name) > MAX_CATEGORY_LENGTH:
-        raise bad_request(f"category must be at most {MAX_CATEGORY_LENGTH} characters, got {len(name)}")
-    return name
-

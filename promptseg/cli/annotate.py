@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--format and --tolerance go with `promptseg annotate export ANNOTATIONS.json`")
     try:
         from promptseg.annotate import AnnotationService, create_app, require_server_packages
+        from promptseg.annotate.guard import allowed_hosts_for
 
         require_server_packages()
     except ModuleNotFoundError as error:
@@ -106,11 +107,15 @@ def run(args: argparse.Namespace) -> int:
         args.images, args.out, model, cache_size=args.cache_size, prefetch=not args.no_prefetch,
         prefill_defaults=_prefill_defaults(args), labels=labels,
     )
-    allowed_hosts = ["127.0.0.1", "localhost", "::1", "[::1]"] if loopback else None
+    allowed_hosts = allowed_hosts_for(args.host) if loopback else None
     app = create_app(service, allowed_hosts=allowed_hosts)
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"model: {description}")
     print(f"{len(service.images)} image(s) in {args.images}; annotations go to {args.out}")
+    for removed in service.store.removed_temps:
+        print(f"removed {removed.name}, left by a save that was killed", file=sys.stderr)
+    for unavailable in service.unavailable:
+        print(f"unavailable: {unavailable.file_name}: {unavailable.reason}", file=sys.stderr)
     if labels is not None:
         print(f"classes: {', '.join(f'{k + 1}={name}' if k < 9 else name for k, name in enumerate(labels))}")
     print(f"open http://{shown_host}:{args.port}/ in a browser (Ctrl+C stops the server)", flush=True)
@@ -139,14 +144,26 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def _labels(args: argparse.Namespace):
-    """The fixed class list of --labels or --labels-file, or None."""
-    from promptseg.annotate.store import checked_labels
+    """The fixed class list of --labels or --labels-file (each label normalised:
+    :func:`promptseg.annotate.labels.normalised_label`), or None."""
+    from promptseg.annotate.labels import checked_labels
 
     if args.labels is not None:
-        return checked_labels([name for name in args.labels.split(",")])
+        try:
+            return checked_labels([name for name in args.labels.split(",")])
+        except ValueError as error:
+            raise ValueError(f"--labels: {error}") from None
     if args.labels_file is not None:
-        lines = args.labels_file.read_text(encoding="utf-8").splitlines()
-        return checked_labels([line for line in lines if line.strip()])
+        try:
+            lines = args.labels_file.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"--labels-file {args.labels_file} does not exist") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(f"--labels-file {args.labels_file} cannot be read as UTF-8 text ({error})") from None
+        try:
+            return checked_labels([line for line in lines if line.strip()])
+        except ValueError as error:
+            raise ValueError(f"--labels-file {args.labels_file}: {error}") from None
     return None
 
 

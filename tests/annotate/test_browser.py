@@ -18,10 +18,7 @@ import base64
 import io
 import json
 import os
-import socket
 import statistics
-import threading
-import time
 import zipfile
 from pathlib import Path
 
@@ -40,6 +37,7 @@ from promptseg.bundled import build_bundled_sam  # noqa: E402
 from promptseg.data.synthetic import generate_scene  # noqa: E402
 from promptseg.masks import deepest_points  # noqa: E402
 from tests._support import read_yolo_seg  # noqa: E402
+from tests.annotate._serve import serve_in_thread  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -88,17 +86,8 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def start_server(service: AnnotationService):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}/", server, thread
+    url, server, thread = serve_in_thread(create_app(service))
+    return f"{url}/", server, thread
 
 
 def stop_server(server, thread, service) -> None:
@@ -227,6 +216,7 @@ def browser(tmp_path_factory):
     context = playwright.chromium.launch_persistent_context(
         str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
         args=CHROMIUM_ARGS, viewport=VIEWPORT, accept_downloads=True,
+        bypass_csp=True,  # wait_for_function evaluates strings, which the page's CSP forbids (see test_the_page_runs_under_its_csp)
     )
     yield context
     context.close()
@@ -525,6 +515,59 @@ def test_toolbar_fits_view_keys_and_help_lists_delete(served, page):
         assert words in help_text, words
     page.keyboard.press("Escape")
     assert page.locator("#help").is_hidden()
+
+
+def test_the_page_runs_under_its_csp(served, tmp_path_factory):
+    """Guards: the server's Content-Security-Policy (no framing, scripts and images from this server only)
+    blocking something the page itself needs; the other tests bypass it to evaluate their checks."""
+    url, _ = served
+    playwright = sync_api.sync_playwright().start()
+    context = playwright.chromium.launch_persistent_context(
+        str(tmp_path_factory.mktemp("chromium-csp")), executable_path=str(CHROMIUM), headless=True,
+        args=CHROMIUM_ARGS, viewport=VIEWPORT,
+    )
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        response = page.goto(f"{url}#image=1")
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        page.wait_for_selector("body[data-ready='1'][data-image-id='1']", state="attached", timeout=TIMEOUT_MS)
+        page.wait_for_selector("#image-list li.current", timeout=TIMEOUT_MS)
+        assert not [e for e in errors if "favicon" not in e], f"errors in the page under its CSP: {errors}"
+    finally:
+        context.close()
+        playwright.stop()
+
+
+def test_unreadable_files_are_shown_with_their_reason(tmp_path_factory, model, browser, scenes):
+    """Guards: a folder with an unreadable file stopped the server; now the page lists it, struck out, with
+    the reason, and an image found truncated when opened is marked and its reason shown (not a blank page)."""
+    from tests.annotate import _bad_files as bad
+
+    folder = tmp_path_factory.mktemp("broken")
+    Image.fromarray(scenes[SCENE_SEED].image).save(folder / "a_scene.png")
+    bad.truncated_png(folder, "b_truncated.png")
+    bad.corrupt_png(folder, "c_corrupt.png")
+    service = AnnotationService(folder, folder.parent / "broken.json", model, prefetch=False)
+    url, server, thread = start_server(service)
+    page = browser.new_page()  # its own page: the refused image logs a failed load, which the page fixture forbids
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        open_page(page, url, 1)
+        unavailable = page.locator("#image-list li.unavailable-file")
+        assert unavailable.count() == 1
+        assert "c_corrupt.png" in unavailable.text_content() and "not an image" in unavailable.text_content()
+        page.click("#image-list li[data-id='2']")
+        wait(page, "/cannot be read/.test(document.getElementById('message').textContent)")
+        assert "truncated" in page.text_content("#message")
+        wait(page, "document.querySelector(\"#image-list li[data-id='2']\").classList.contains('unavailable')")
+        page.click("#image-list li[data-id='1']")  # the readable image still opens
+        wait(page, "document.body.dataset.imageId === '1' && annotator.bitmap !== null")
+    finally:
+        page.close()
+        stop_server(server, thread, service)
 
 
 @pytest.fixture(scope="module")

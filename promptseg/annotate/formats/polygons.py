@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from promptseg.annotate.coco_masks import decode_mask, polygon_rle
+
 DEFAULT_TOLERANCE = 0.5  # pixels
 
 
@@ -96,15 +98,12 @@ def object_polygons(mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE) -> l
 
 
 def rings_mask(rings: list[list[float]], height: int, width: int) -> np.ndarray:
-    """(H, W) bool: the even-odd fill of flat rings (a pixel is in when its centre lies inside an odd
-    number of rings), so holes given as rings of their own are cut out. Rasterised by pycocotools."""
-    from pycocotools import mask as mask_utils
-
-    result = np.zeros((height, width), bool)
-    for ring in rings:
-        encoded = mask_utils.frPyObjects([list(map(float, ring))], height, width)
-        result ^= mask_utils.decode(encoded)[:, :, 0].astype(bool)
-    return result
+    """(H, W) bool: the even-odd fill of flat rings (a pixel is in when it lies inside an odd number of
+    rings), so holes given as rings of their own are cut out. Rasterised by pycocotools; the rings must
+    lie inside the image (a client's polygon is checked and clipped by
+    :func:`promptseg.annotate.polygon_input.checked_polygon` first)."""
+    arrays = [np.asarray(ring, dtype=np.float64).reshape(-1, 2) for ring in rings]
+    return decode_mask(polygon_rle(arrays, height, width, "evenodd"))
 
 
 def join_rings(first: np.ndarray, second: np.ndarray) -> np.ndarray:

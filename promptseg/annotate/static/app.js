@@ -121,6 +121,7 @@ function pickClass(name) {
 async function loadImages() {
   const payload = await api("GET", "/api/images");
   state.images = payload.images;
+  state.unavailable = payload.unavailable || [];
   state.categories = payload.categories;
   state.labels = payload.labels;
   state.progress = payload.progress;
@@ -149,8 +150,9 @@ function renderImageList() {
     const item = document.createElement("li");
     item.dataset.id = image.id;
     item.dataset.state = image.state;
-    item.className = image.id === state.imageId ? "current" : "";
-    item.title = `${image.file_name} (${image.width} x ${image.height}), ${image.state.replace("_", " ")}`;
+    item.className = (image.id === state.imageId ? "current" : "") + (image.unavailable ? " unavailable" : "");
+    item.title = `${image.file_name} (${image.width} x ${image.height}), ${image.state.replace("_", " ")}`
+      + (image.unavailable ? `; cannot be read: ${image.unavailable}` : "");
     const name = document.createElement("span");
     name.className = "name";
     name.textContent = image.file_name;
@@ -159,6 +161,20 @@ function renderImageList() {
     badge.textContent = image.state === "done" ? "✓ " + image.annotations : image.state === "skipped" ? "skip" : image.annotations;
     item.append(name, badge);
     item.addEventListener("click", () => openImage(image.id));
+    list.append(item);
+  }
+  // Files the server could not read at start-up: listed with the reason, not openable.
+  for (const file of state.unavailable || []) {
+    const item = document.createElement("li");
+    item.className = "unavailable-file";
+    item.title = `${file.file_name} cannot be read: ${file.reason}`;
+    const name = document.createElement("span");
+    name.className = "name";
+    name.textContent = file.file_name;
+    const reason = document.createElement("span");
+    reason.className = "reason";
+    reason.textContent = file.reason;
+    item.append(name, reason);
     list.append(item);
   }
 }
@@ -179,7 +195,16 @@ async function openImage(id) {
   renderImageList(); renderCandidates();
   const image = new Image();
   image.src = `/api/images/${id}`;
-  await image.decode();
+  try {
+    await image.decode();
+  } catch (error) {
+    // The server refused the file (truncated, replaced, gone): show its reason and mark it in the list.
+    const response = await fetch(`/api/images/${id}`).catch(() => null);
+    const payload = response ? await response.json().catch(() => ({})) : {};
+    say(payload.error || `image ${info.file_name} cannot be shown`, true);
+    await loadImages().catch(() => {});
+    return;
+  }
   const bitmap = await createImageBitmap(image);
   const thumb = await createImageBitmap(image, {
     resizeWidth: THUMB_WIDTH, resizeHeight: Math.max(1, Math.round((THUMB_WIDTH * info.height) / info.width)), resizeQuality: "medium",
@@ -1132,7 +1157,10 @@ async function main() {
   try {
     await loadImages();
   } catch (error) { say(error.message, true); return; }
-  if (!state.images.length) { say("no images", true); return; }
+  if (!state.images.length) {
+    say(state.unavailable.length ? `no readable image: ${state.unavailable.length} file(s) cannot be read (see the list)` : "no images", true);
+    return;
+  }
   const wanted = Number((location.hash.match(/image=(\d+)/) || [])[1]);
   await openImage(state.images.some((image) => image.id === wanted) ? wanted : state.images[0].id);
   document.body.dataset.ready = "1";
