@@ -1,4 +1,10 @@
-"""``promptseg predict``: segment an image, or a generated synthetic scene, from prompts."""
+"""``promptseg predict``: segment an image, or a generated synthetic scene, from prompts.
+
+Points and boxes are checked against the image by the annotation API's rule and message
+(:func:`promptseg.prompts.validate.check_prompt_in_image`); a point off the image exits with
+status 2 before the model is loaded. An image that cannot be read exits with status 1, naming
+the file and the problem.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,9 @@ import torch
 from PIL import Image
 
 from promptseg.cli.common import add_model_arguments, load_model
+from promptseg.cli.runs import output_folder
 from promptseg.io import read_image
+from promptseg.prompts.validate import check_prompt_in_image
 
 
 def _numbers(text: str, count: Sequence[int], what: str) -> list[float]:
@@ -67,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from promptseg.cli.reports import write_prediction
     from promptseg.masks import mask_iou
 
+    output_folder(args.out)
     scene = None
     if args.synthetic_scene is not None:
         scene = generate_scene(args.synthetic_scene)
@@ -75,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
         Image.fromarray(image).save(args.out / "scene.png")
     else:
         image = read_image(args.image)
+    height, width = image.shape[:2]
+    check_prompt_in_image([p[:2] for p in args.point] or None, args.box, width, height)
     if args.text is not None:
         from promptseg.cli.common import load_text_model_from_args
 
@@ -104,7 +115,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"scene has {len(masks)} objects; mean IoU of the best-ranked masks with the ground truth: {np.mean(ground_truth):.3f}")
     else:
         if points is None and box is None and args.text is None:
-            height, width = image.shape[:2]
             points, labels = np.array([[width / 2, height / 2]]), np.array([1])
             print(f"no --point or --box given: using one foreground click at the image centre {points[0].tolist()}")
         masks, scores, _ = predictor.predict(points, labels, box, multimask_output=args.multimask, text=args.text)
