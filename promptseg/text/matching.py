@@ -29,7 +29,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import torch
+
+from promptseg.text.crops import object_crop
 
 NULL_TEXTS: tuple[str, ...] = (
     "qwerty", "zxcvbnm", "asdf ghjkl", "xyzzy plugh", "lorem ipsum dolor sit", "blorft", "mnbv cxz lkj",
@@ -76,3 +79,31 @@ def null_text_scores(encoder: object, crop_embeddings: torch.Tensor, null_texts:
     """(N, J) cosine similarity of N embedded crops ((N, D), L2-normalised) with the J ``null_texts``."""
     texts = encoder.encode_text(list(null_texts))
     return crop_embeddings @ texts.to(crop_embeddings.device, crop_embeddings.dtype).T
+
+
+def masks_match(
+    encoder: object,
+    image: np.ndarray,
+    masks: Sequence[np.ndarray],
+    phrase: str,
+    match_z: float = DEFAULT_MATCH_Z,
+    null_texts: Sequence[str] = NULL_TEXTS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each mask's object matches ``phrase`` under the calibrated rule (a crop around its box).
+
+    Args:
+        encoder: a concept encoder (``encode_text``, ``encode_images``).
+        image: (H, W, 3) uint8 RGB.
+        masks: N (H, W) bool masks; an empty one never matches.
+        phrase: the text.
+        match_z: the rule's cut-off.
+    Returns:
+        (N,) bool matches and (N,) float32 z-scores (-inf for an empty mask).
+    """
+    present = [index for index, mask in enumerate(masks) if mask.any()]
+    z = np.full(len(masks), -np.inf, dtype=np.float32)
+    if present:
+        crops = encoder.encode_images([object_crop(image, masks[index]) for index in present])
+        scores = (crops @ encoder.encode_text([phrase]).T)[:, 0]
+        z[present] = match_z_scores(scores, null_text_scores(encoder, crops, null_texts)).cpu().numpy()
+    return z >= match_z, z

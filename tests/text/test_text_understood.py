@@ -104,7 +104,11 @@ class MadeUpEncoder(ConceptEncoder):
     """An open-vocabulary encoder whose answers are known: "red thing" points along axis 0 and so does
     a red crop; every other text is a fixed random direction, every other crop axis 1."""
 
-    dim, context_length, name = 64, 8, "made-up open-vocabulary encoder"
+    context_length, name = 8, "made-up open-vocabulary encoder"
+
+    def __init__(self, dim: int = 64) -> None:
+        super().__init__()
+        self.dim = dim
 
     def tokenize(self, texts):
         return torch.tensor([[zlib.crc32(text.encode())] for text in texts]), [False] * len(texts)
@@ -165,6 +169,34 @@ def test_open_vocabulary_no_match_comes_from_the_calibrated_rule():
     loose = find_instances(image, "qwerty", concept_encoder=encoder, proposals=proposals, match_z=-10.0,
                            nms_thresh=1.0, containment_thresh=1.0)
     assert len(loose) == 3
+
+
+def test_masks_match_by_the_calibrated_rule():
+    from promptseg.text.matching import masks_match
+
+    image, proposals = _squares()
+    masks = [proposal["segmentation"] for proposal in proposals] + [np.zeros((64, 192), bool)]
+    matches, z = masks_match(MadeUpEncoder(), image, masks, "red thing")
+    assert matches.tolist() == [True, False, True, False] and z[3] == -np.inf and z[0] > DEFAULT_MATCH_Z
+
+
+def test_cli_predict_with_open_vocabulary_text_says_no_match(tmp_path, capsys, monkeypatch):
+    """Guards against: an open-vocabulary text prompt always answering with a mask, whatever the text."""
+    import promptseg.cli.common
+    from PIL import Image
+
+    from promptseg.text import TextPrompting
+
+    def made_up_text_model(args):
+        sam, text = load_text_model()
+        return sam, TextPrompting(MadeUpEncoder(text.prompt_encoder.concept_dim), text.prompt_encoder), "made up"
+
+    monkeypatch.setattr(promptseg.cli.common, "load_text_model_from_args", made_up_text_model)
+    image = tmp_path / "squares.png"
+    Image.fromarray(np.zeros((96, 96, 3), np.uint8)).save(image)  # nothing red: nothing is a "red thing"
+    assert main(["predict", str(image), "--text", "red thing", "--out", str(tmp_path / "out")]) == 0
+    assert "no match for 'red thing'" in capsys.readouterr().out
+    assert json.loads((tmp_path / "out" / "result.json").read_text())["masks"] == []
 
 
 def test_random_weight_open_clip_rarely_matches(tmp_path):
