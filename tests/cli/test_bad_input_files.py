@@ -218,3 +218,18 @@ def test_predict_checks_points_and_boxes_as_the_annotation_api_does(tmp_path, ca
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     assert main(["predict", str(image), "--out", str(tmp_path / "out"), "--point", "128,0"]) == 0  # the far edge is on it
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
+def test_evaluate_names_a_bad_edge_map(kind, tmp_path, capsys):
+    """Guards against: Pillow's "image file is truncated" without the file's name."""
+    gt, pred = tmp_path / "gt", tmp_path / "pred"
+    gt.mkdir()
+    pred.mkdir()
+    bad = write_bad_file(pred, kind)
+    bad = bad.rename(bad.with_suffix(".png"))  # edge maps are PNG (or .npy)
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(gt / f"{bad.stem}.png")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "edges", "--gt", str(gt), "--pred", str(pred)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"cannot read {bad}" in err and "Traceback" not in err
