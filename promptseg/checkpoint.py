@@ -37,7 +37,9 @@ def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {str(path)!r} does not exist or is not a file")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {str(path)!r} is an empty file (0 bytes): a download or copy that did not finish?")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is an empty file (0 bytes): a download or copy that did not finish?"
+        )
     if path.suffix == ".safetensors":
         state = read_safetensors(path)
     else:

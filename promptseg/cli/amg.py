@@ -75,25 +75,25 @@ def run(args: argparse.Namespace) -> int:
     plan = records.plan(images, retry_failed=args.retry_failed)
     print(plan.line(args.out))
     records.warn_on_other_settings(settings)
-    run = ImageRun("promptseg amg", records, plan, strict=args.strict)
+    tally = ImageRun("promptseg amg", records, plan, strict=args.strict)
     if plan.todo:
         model, description = load_model(args)
         print(f"model: {description}")
         generator = SamAutomaticMaskGenerator.from_settings(model, generator_options)
         with tqdm(plan.todo, desc="amg", unit="image") as bar:
             for path in bar:
-                image = run.attempt(path, DECODE, lambda: read_image(path))
-                masks = None if image is None else run.attempt(path, GENERATE, lambda: generator.generate(image))
+                image = tally.attempt(path, DECODE, lambda: read_image(path))
+                masks = None if image is None else tally.attempt(path, GENERATE, lambda: generator.generate(image))
                 if masks is None:
                     continue
                 if not masks:
                     bar.write(f"{path.name}: no mask: {generator.last_filter_counts[0].summary()}", file=sys.stderr)
                 write_image(args.out, render_image(path.name, image, masks, settings, args.format == "png"))
-                run.succeed()
+                tally.succeed()
                 bar.set_postfix(masks=len(masks))
     annotations, results = write_coco(args.out, [path.name for path in images])
     print(f"wrote {annotations} and {results}")
-    return run.finish()
+    return tally.finish()
 
 
 def _run_on_ray(args: argparse.Namespace) -> int:

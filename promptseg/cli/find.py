@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                "match_z": DEFAULT_MATCH_Z if args.match_z is None else args.match_z}
     records = RunRecords(args.out)
     plan = plan_images(records, images, args.retry_failed)
-    run = ImageRun("promptseg find", records, plan, strict=args.strict)
+    tally = ImageRun("promptseg find", records, plan, strict=args.strict)
     if plan.failed:
         print(f"{len(plan.failed)} image(s) failed before and are skipped (--retry-failed retries them)")
     single = args.source.is_file()
@@ -89,8 +89,10 @@ def run(args: argparse.Namespace) -> int:
     with tqdm(plan.todo, desc="find", unit="image", disable=single) as bar, warnings.catch_warnings():
         warnings.simplefilter("ignore", UnknownWordsWarning)  # said once above
         for path in bar:
-            image = run.attempt(path, DECODE, lambda: read_image(path))
-            found = None if image is None else run.attempt(path, GENERATE, lambda: find_instances(image, args.text, **options))
+            image = tally.attempt(path, DECODE, lambda: read_image(path))
+            if image is None:
+                continue
+            found = tally.attempt(path, GENERATE, lambda: find_instances(image, args.text, **options))
             if found is None:
                 continue
             _write(args.out if single else args.out / path.name, image, found, {**info, "image": str(path)})
@@ -98,19 +100,19 @@ def run(args: argparse.Namespace) -> int:
             rles = encode_rle(torch.from_numpy(np.stack([r["segmentation"] for r in found]))).to_coco() if found else []
             for record, rle in zip(found, rles):
                 coco.add_instance(image_id, rle, record["area"], record["bbox"], record["score"])
-            run.succeed()
+            tally.succeed()
             bar.set_postfix(found=len(found))
-    searched = f"in {run.succeeded} image(s)" if not single else f"in {images[0]}"
+    searched = f"in {tally.succeeded} image(s)" if not single else f"in {images[0]}"
     if not single:
         annotations, results = args.out / "annotations.json", args.out / "results.json"
         coco.write(annotations, results)
         if not coco.results:  # pycocotools' loadRes cannot load an empty list; COCO() loads this file
             write_json_atomically(results, coco.dataset())
-    if run.succeeded:
+    if tally.succeeded:
         count = len(coco.annotations)
         print(f"{count} instance(s) of {args.text!r} {searched}; wrote {args.out}" if count else
               f"no instances of {args.text!r} {searched}; wrote {args.out}")
-    return run.finish()
+    return tally.finish()
 
 
 def _write(out: Path, image: np.ndarray, found: list[dict], info: dict) -> None:

@@ -137,7 +137,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _matching_masks(image: np.ndarray, masks: np.ndarray, scores: np.ndarray, args: argparse.Namespace, encoder) -> tuple:
+def _matching_masks(
+    image: np.ndarray, masks: np.ndarray, scores: np.ndarray, args: argparse.Namespace, encoder: object
+) -> tuple[np.ndarray, np.ndarray]:
     """The masks whose object matches --text under the calibrated rule (an open-vocabulary encoder reads
     any text, so a mask alone would not say that nothing matched); says so when none does."""
     from promptseg.text.matching import DEFAULT_MATCH_Z, masks_match

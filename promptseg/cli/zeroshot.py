@@ -170,7 +170,7 @@ def _run_records(
     plan = records.plan(images, retry_failed=args.retry_failed)
     print(plan.line(work))
     records.warn_on_other_settings(settings)
-    run = ImageRun(f"promptseg zeroshot {task}", records, plan, strict=args.strict)
+    tally = ImageRun(f"promptseg zeroshot {task}", records, plan, strict=args.strict)
     todo = plan.todo
     if todo:
         model, description = load_model(args)
@@ -178,15 +178,16 @@ def _run_records(
         worker = make_worker(model)
         with tqdm(total=len(todo), desc=task, unit="image") as bar:
             for start in range(0, len(todo), args.batch_size):
-                chunk, decoded = _decoded(run, todo[start : start + args.batch_size])
-                per_image = run.attempt_batch(
-                    chunk, decoded, GENERATE, lambda pairs: process(worker, [p for p, _ in pairs], [i for _, i in pairs])
+                chunk, decoded = _decoded(tally, todo[start : start + args.batch_size])
+                per_image = tally.attempt_batch(
+                    chunk, decoded, GENERATE,
+                    lambda pairs: process(worker, [path for path, _ in pairs], [image for _, image in pairs]),
                 )
                 for path, results in zip(chunk, per_image):
                     if results is not None:
-                        record = {"file_name": path.name, "image_id": ids[path.name], "settings": settings, "results": results}
-                        records.write(path.name, record)
-                        run.succeed()
+                        records.write(path.name, {"file_name": path.name, "image_id": ids[path.name],
+                                                  "settings": settings, "results": results})
+                        tally.succeed()
                 bar.update(min(args.batch_size, len(todo) - start))
     gathered, done = [], 0
     for path in images:
@@ -195,14 +196,14 @@ def _run_records(
             done += 1
     write_json_atomically(args.out, gathered)
     print(f"wrote {len(gathered)} result(s) for {done} of {len(images)} image(s) to {args.out}")
-    return run.finish()
+    return tally.finish()
 
 
-def _decoded(run: ImageRun, chunk: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, np.ndarray]]]:
+def _decoded(tally: ImageRun, chunk: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, np.ndarray]]]:
     """The images of ``chunk`` that read (their paths, and (path, image) pairs); the others are listed as failed."""
     pairs = []
     for path in chunk:
-        image = run.attempt(path, DECODE, lambda: read_image(path))
+        image = tally.attempt(path, DECODE, lambda: read_image(path))
         if image is not None:
             pairs.append((path, image))
     return [path for path, _ in pairs], pairs
@@ -217,7 +218,7 @@ def run_edges(args: argparse.Namespace) -> int:
     records = RunRecords(args.out)
     plan = plan_images(records, images, args.retry_failed, lambda path: (args.out / f"{path.stem}.png").is_file())
     print(plan.line(args.out))
-    run = ImageRun("promptseg zeroshot edges", records, plan, strict=args.strict)
+    tally = ImageRun("promptseg zeroshot edges", records, plan, strict=args.strict)
     todo = plan.todo
     if todo:
         model, description = load_model(args)
@@ -227,18 +228,18 @@ def run_edges(args: argparse.Namespace) -> int:
         )
         with tqdm(total=len(todo), desc="edges", unit="image") as bar:
             for start in range(0, len(todo), args.batch_size):
-                chunk, decoded = _decoded(run, todo[start : start + args.batch_size])
-                edges = run.attempt_batch(
+                chunk, decoded = _decoded(tally, todo[start : start + args.batch_size])
+                edges = tally.attempt_batch(
                     chunk, decoded, GENERATE,
                     lambda pairs: detector.detect_batch([image for _, image in pairs], batch_size=len(pairs)),
                 )
                 for path, edge in zip(chunk, edges):
                     if edge is not None:
                         write_bytes_atomically(args.out / f"{path.stem}.png", edge_png(edge))
-                        run.succeed()
+                        tally.succeed()
                 bar.update(min(args.batch_size, len(todo) - start))
     print(f"edge maps in {args.out}")
-    return run.finish()
+    return tally.finish()
 
 
 def edge_png(edge: np.ndarray) -> bytes:
@@ -260,7 +261,7 @@ def run_proposals(args: argparse.Namespace) -> int:
     def make(model: Any) -> ProposalGenerator:
         return ProposalGenerator(model, generator, score=args.score)
 
-    def process(generator: ProposalGenerator, chunk: list[Path], images: list[np.ndarray]) -> list[list[dict[str, Any]]]:
+    def process(generator: ProposalGenerator, chunk: list[Path], images: list[np.ndarray]) -> list[list[dict]]:
         per_image = generator.propose_batch(images, k=args.k, batch_size=len(chunk))
         return [
             [{"image_id": ids[path.name], "category_id": PROPOSAL_CATEGORY, **proposal} for proposal in proposals]
@@ -291,7 +292,7 @@ def run_instances(args: argparse.Namespace) -> int:
     def make(model: Any) -> BoxInstanceSegmenter:
         return BoxInstanceSegmenter(model, mask_choice=args.mask_choice, score=args.score)
 
-    def process(segmenter: BoxInstanceSegmenter, chunk: list[Path], images: list[np.ndarray]) -> list[list[dict[str, Any]]]:
+    def process(segmenter: BoxInstanceSegmenter, chunk: list[Path], images: list[np.ndarray]) -> list[list[dict]]:
         return segmenter.segment_images(images, [by_image[ids[p.name]] for p in chunk])
 
     return _run_records(args, settings, process, make, images, ids, "instances")
