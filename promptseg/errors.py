@@ -38,3 +38,7 @@ class ImageReadError(ValueError):
 
 class RleError(ValueError):
     """A COCO run-length encoding that is malformed or does not fit its image."""
+
+
+class UnknownTextError(ValueError):
+    """A text prompt or query of which the concept encoder knows no word (nothing would be understood)."""

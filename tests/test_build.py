@@ -97,6 +97,6 @@ def test_backend_reference_is_set_on_every_attention_module():
     backends = {m.backend for m in model.modules() if hasattr(m, "backend")}
     assert backends == {"reference"}
     assert len([m for m in model.modules() if hasattr(m, "backend")]) == 12 + 2 * 3 + 1
-    with pytest.raises(ValueError, match=r"backend must be one of \['auto', 'reference'\], got 'fast'"):
+    with pytest.raises(ValueError, match=r"backend must be one of \['auto', 'reference', 'kernels'\], got 'fast'"):
         promptseg.build_sam("vit_b", backend="fast")
     assert {m.backend for m in construct_sam(TINY).modules() if hasattr(m, "backend")} == {"auto"}

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import numpy as np
 
 from promptseg.annotate.errors import bad_request
+from promptseg.prompts.validate import check_inside_image
 from promptseg.settings import GeneratorSettings, preset
 
 PREFILL_SETTINGS = ("points_per_side", "pred_iou_thresh", "stability_score_thresh")
@@ -106,5 +107,7 @@ def _finite(value: Any) -> bool:
 
 
 def _inside(name: str, x: float, y: float, width: int, height: int) -> None:
-    if not (0 <= x <= width and 0 <= y <= height):
-        raise bad_request(f"{name} = ({x}, {y}) is outside the image (0..{width}, 0..{height} pixels)")
+    try:
+        check_inside_image(name, x, y, width, height)  # the one rule and message, the command line's too
+    except ValueError as error:
+        raise bad_request(str(error)) from None

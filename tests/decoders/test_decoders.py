@@ -83,9 +83,13 @@ def test_fused_path_is_not_taken_on_cpu_or_fp32(tiny_pair, images, monkeypatch):
 
 @needs_extension
 def test_fused_decode_traced_with_fake_cuda_tensors_uses_the_kernels(monkeypatch):
-    """The whole fused decode, traced on fake CUDA bf16 tensors: every attention goes to a kernel."""
+    """The whole fused decode, traced on fake CUDA bf16 tensors: every attention goes to a kernel.
+
+    The kernels are opted in (PROMPTSEG_KERNELS=1): by default they are opt-in until a GPU record
+    verifies them, and this test is about the routing once they are in force."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    monkeypatch.setenv(promptseg.ops.KERNELS_ENV, "1")
     routed = []
     original = decoder_attention.kernel_for
 
