@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import bf16_matmul_tflops, time_ms, write_results  # noqa: E402
 
-DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16"}
+from promptseg.settings import dtype_name  # noqa: E402
 
 
 def require_cuda(script: str) -> None:
@@ -122,11 +122,11 @@ def main() -> None:
                 try:
                     timings = measure(encoder, images, args.iters)
                 except torch.cuda.OutOfMemoryError:
-                    print(f"{impl} {model} {DTYPE_NAMES[dtype]} batch {batch}: out of memory, no row", file=sys.stderr)
+                    print(f"{impl} {model} {dtype_name(dtype)} batch {batch}: out of memory, no row", file=sys.stderr)
                     continue
                 finally:
                     del images
-                rows.append({"impl": impl, "model": model, "batch": batch, "dtype": DTYPE_NAMES[dtype], **timings})
+                rows.append({"impl": impl, "model": model, "batch": batch, "dtype": dtype_name(dtype), **timings})
                 print(rows[-1], flush=True)
             del encoder
             torch.cuda.empty_cache()

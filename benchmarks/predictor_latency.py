@@ -18,8 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import bf16_matmul_tflops, time_ms, write_results  # noqa: E402
 
 import promptseg  # noqa: E402
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+from promptseg.settings import DTYPES  # noqa: E402
 IMAGE = Path(__file__).resolve().parents[1] / "tests" / "data" / "images" / "truck.jpg"
 
 

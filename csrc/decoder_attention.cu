@@ -41,6 +41,7 @@
 #include <optional>
 
 #include "input_checks.h"
+#include "kernel_limits.h"
 
 namespace promptseg {
 namespace {
@@ -334,6 +335,9 @@ void check_rows(const at::Tensor& tensor, const char* name) {
   }
 }
 
+// The head dims the switch in gathered_token_attention_cuda instantiates.
+static_assert(limits::kTokenHeadDims == std::array<int, 4>{8, 16, 32, 64}, "launch<scalar_t, D> for D = 8, 16, 32, 64");
+
 template <typename scalar_t, int D>
 void launch(AttentionParams& params, const at::Tensor& q) {
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream().stream();
@@ -391,7 +395,7 @@ at::Tensor gathered_token_attention_cuda(
       "token_attention: expected num_heads to divide the ", channels, " channels, got num_heads=", num_heads);
   const int64_t head_dim = channels / num_heads;
   TORCH_CHECK(
-      head_dim == 8 || head_dim == 16 || head_dim == 32 || head_dim == 64,
+      limits::contains(limits::kTokenHeadDims, head_dim),
       "token_attention: expected head_dim 8, 16, 32 or 64, got ", head_dim, " (", channels, " channels / ",
       num_heads, " heads)");
 

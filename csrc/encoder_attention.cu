@@ -510,6 +510,8 @@ cudaError_t launch_typed(const VitAttentionParams& params, size_t smem_bytes, cu
 
 }  // namespace
 
+static_assert(limits::kVitHeadDims == std::array<int, 2>{64, 80}, "launch_vit_attention instantiates head dims 64 and 80");
+
 cudaError_t launch_vit_attention(const VitAttentionParams& params, bool bf16, int head_dim, size_t smem_bytes,
                                  cudaStream_t stream) {
   if (head_dim == 64) {

@@ -7,6 +7,8 @@
 
 #include <cuda_runtime.h>
 
+#include "kernel_limits.h"
+
 namespace promptseg {
 
 // Queries per CTA: 4 warps, each owning two m16 row tiles (32 query rows).
@@ -14,13 +16,11 @@ constexpr int kVitBlockM = 128;
 // Keys per main-loop step, and rel-pos table rows per prologue step.
 constexpr int kVitBlockN = 64;
 constexpr int kVitThreads = 128;
-// The kernel keeps, per query row of a CTA, the grid_h + grid_w relative-position logits in
-// shared memory as fp32. This bound (64 x 64 global grids, windows up to 64) keeps the whole
-// shared-memory footprint under the 99 KiB a CTA may use on sm_86/sm_89 as well as sm_80/sm_90.
-constexpr int kVitMaxGridSideSum = 128;
+// The largest grid_h + grid_w of an attended grid with a rel-pos bias (kernel_limits.h says why).
+constexpr int kVitMaxGridSideSum = limits::kVitMaxGridSideSum;
 
-// Head dims with a compiled kernel (ViT-B/L: 64, ViT-H: 80).
-inline bool vit_attention_supports_head_dim(int head_dim) { return head_dim == 64 || head_dim == 80; }
+// Head dims with a compiled kernel (limits::kVitHeadDims; launch_vit_attention instantiates each).
+inline bool vit_attention_supports_head_dim(int head_dim) { return limits::contains(limits::kVitHeadDims, head_dim); }
 
 // Row stride, in fp32 elements, of the per-query rel-pos logits in shared memory: at least
 // grid_h + grid_w, and 8 (mod 32) so that the 8 row groups of an mma fragment spread over banks.
@@ -56,7 +56,7 @@ struct VitAttentionParams {
   float scale_log2;      // head_dim^-0.5 * log2(e): the kernel works in base 2
 };
 
-// Launches the kernel for head_dim 64 or 80 on `stream` with `smem_bytes` of dynamic shared memory
+// Launches the kernel for a head_dim of limits::kVitHeadDims on `stream` with `smem_bytes` of dynamic shared memory
 // (vit_attention_smem_bytes). Returns the first CUDA error of the configuration or the launch.
 cudaError_t launch_vit_attention(const VitAttentionParams& params, bool bf16, int head_dim, size_t smem_bytes,
                                  cudaStream_t stream);

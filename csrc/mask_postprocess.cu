@@ -31,13 +31,14 @@
 #include <tuple>
 
 #include "input_checks.h"
+#include "kernel_limits.h"
 
 namespace promptseg {
 namespace {
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kMaxLowResWidth = 4096;  // 4 staged rows of this many floats: 64 KiB of shared memory
+constexpr int kMaxLowResWidth = limits::kMaskMaxLowResWidth;  // 4 staged rows of this many floats
 constexpr int kBoundsPerPlane = 4;     // min x, min y, max x, max y
 constexpr size_t kDefaultSharedBytes = 48 * 1024;  // dynamic shared memory allowed without opting in
 

@@ -22,7 +22,6 @@ model with the kernels), and masks measured as :mod:`promptseg.amg.decoding` say
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, replace
 from typing import Any, Optional, Sequence
 
@@ -32,7 +31,7 @@ from tqdm.auto import tqdm
 
 from promptseg.amg.candidates import Candidates, Crop
 from promptseg.amg.decoding import decode_points, measure_masks
-from promptseg.amg.filters import near_crop_edge
+from promptseg.amg.filters import FilterCounts, FilterTally, quality_keep
 from promptseg.amg.batching import MaskData
 from promptseg.amg.grids import build_all_layer_point_grids, generate_crop_boxes
 from promptseg.amg.mask_data import postprocess_small_regions
@@ -44,8 +43,9 @@ from promptseg.prompts.validate import check_image
 from promptseg.modeling import Sam
 from promptseg.masks import mask_areas, mask_boxes_xyxy
 from promptseg.predictor import SamPredictor
+from promptseg.settings import OFFICIAL, OUTPUT_MODES, SETTING_NAMES, GeneratorSettings, check_int
 
-OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+__all__ = ["MaskRecord", "OUTPUT_MODES", "SamAutomaticMaskGenerator", "grid_candidates"]
 MaskRecord = dict[str, Any]
 
 
@@ -93,54 +93,44 @@ class SamAutomaticMaskGenerator:
                 or 'coco_rle' (pycocotools' compressed string; pycocotools is not needed).
             decoder: what decodes the points (a promptseg addition); default as ``SamPredictor``.
         """
-        if (points_per_side is None) == (point_grids is None):
-            raise ValueError(
-                "exactly one of points_per_side and point_grids must be given, got "
-                f"points_per_side={points_per_side!r} and point_grids={'None' if point_grids is None else 'a list'}"
-            )
-        _check_int("points_per_batch", points_per_batch, minimum=1)
-        _check_int("crop_n_layers", crop_n_layers, minimum=0)
-        _check_int("crop_n_points_downscale_factor", crop_n_points_downscale_factor, minimum=1)
-        _check_int("min_mask_region_area", min_mask_region_area, minimum=0)
-        for name, value in (
-            ("pred_iou_thresh", pred_iou_thresh),
-            ("stability_score_thresh", stability_score_thresh),
-            ("stability_score_offset", stability_score_offset),
-            ("box_nms_thresh", box_nms_thresh),
-            ("crop_nms_thresh", crop_nms_thresh),
-            ("crop_overlap_ratio", crop_overlap_ratio),
-        ):
-            if not isinstance(value, numbers.Real) or isinstance(value, bool):
-                raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-        if output_mode not in OUTPUT_MODES:
-            raise ValueError(f"output_mode must be one of {list(OUTPUT_MODES)}, got {output_mode!r}")
-        if points_per_side is not None:
-            _check_int("points_per_side", points_per_side, minimum=1)
-            sparsest = int(points_per_side / crop_n_points_downscale_factor**crop_n_layers)
-            if sparsest < 1:
-                raise ValueError(
-                    f"points_per_side={points_per_side} with crop_n_points_downscale_factor="
-                    f"{crop_n_points_downscale_factor} leaves crop layer {crop_n_layers} "
-                    f"with {sparsest} points per side"
-                )
+        # Every argument but the model and the decoder is a setting; GeneratorSettings checks them all.
+        arguments = locals()
+        settings = GeneratorSettings(**{name: arguments[name] for name in SETTING_NAMES})
+        if settings.point_grids is None:
             self.point_grids = build_all_layer_point_grids(
-                points_per_side, crop_n_layers, crop_n_points_downscale_factor
+                settings.points_per_side, settings.crop_n_layers, settings.crop_n_points_downscale_factor
             )
         else:
-            self.point_grids = _checked_point_grids(point_grids, crop_n_layers)
-
+            self.point_grids = [np.array(grid, dtype=np.float64) for grid in settings.point_grids]
         self.predictor = SamPredictor(model, decoder=decoder)
-        self.points_per_batch = points_per_batch
-        self.pred_iou_thresh = pred_iou_thresh
-        self.stability_score_thresh = stability_score_thresh
-        self.stability_score_offset = stability_score_offset
-        self.box_nms_thresh = box_nms_thresh
-        self.crop_n_layers = crop_n_layers
-        self.crop_nms_thresh = crop_nms_thresh
-        self.crop_overlap_ratio = crop_overlap_ratio
-        self.crop_n_points_downscale_factor = crop_n_points_downscale_factor
-        self.min_mask_region_area = min_mask_region_area
-        self.output_mode = output_mode
+        # The official attributes (points_per_batch, pred_iou_thresh, ..., output_mode), and points_per_side.
+        for name in SETTING_NAMES:
+            if name != "point_grids":
+                setattr(self, name, getattr(settings, name))
+        self.last_filter_counts: list[FilterCounts] = []
+        """Per image of the last :meth:`generate` / :meth:`generate_batch` call, how many candidate
+        masks each filter removed (:class:`promptseg.amg.filters.FilterCounts`)."""
+
+    @classmethod
+    def from_settings(
+        cls,
+        model: Sam,
+        settings: Optional[GeneratorSettings] = None,
+        *,
+        decoder: Optional[Decoder] = None,
+        **overrides: Any,
+    ) -> "SamAutomaticMaskGenerator":
+        """A generator with ``settings`` (default :data:`promptseg.settings.OFFICIAL`; e.g.
+        ``promptseg.settings.preset_for(model_type)``), changed by ``overrides`` (setting name ->
+        value; None keeps the setting, see :meth:`promptseg.settings.GeneratorSettings.replace`)."""
+        settings = (OFFICIAL if settings is None else settings).replace(**overrides)
+        return cls(model, decoder=decoder, **settings.generator_kwargs())
+
+    @property
+    def settings(self) -> GeneratorSettings:
+        """The generator's current settings (its attributes, checked)."""
+        values = {name: getattr(self, name) for name in SETTING_NAMES if name != "point_grids"}
+        return GeneratorSettings(**values, point_grids=self.point_grids if self.points_per_side is None else None)
 
     # ------------------------------------------------------------------ API
     def generate(self, image: np.ndarray) -> list[MaskRecord]:
@@ -152,6 +142,7 @@ class SamAutomaticMaskGenerator:
             ``area`` (int pixels), ``bbox`` (XYWH ints), ``predicted_iou`` (float),
             ``point_coords`` ([[x, y]], the prompt), ``stability_score`` (float)
             and ``crop_box`` (XYWH ints of the crop the mask came from).
+            :attr:`last_filter_counts` says how many candidates each filter removed.
         """
         check_image(image, "RGB")
         return self.generate_batch([image])[0]
@@ -167,25 +158,31 @@ class SamAutomaticMaskGenerator:
             batch_size: images (crops, with ``crop_n_layers > 0``) encoded together.
             progress: show a progress bar over the images.
         Returns:
-            One list of records (as from :meth:`generate`) per image.
+            One list of records (as from :meth:`generate`) per image; :attr:`last_filter_counts`
+            holds one :class:`promptseg.amg.filters.FilterCounts` per image.
         """
         if isinstance(images, np.ndarray) and images.ndim == 3:
             raise TypeError("generate_batch expects a sequence of (H, W, 3) images; use generate for one image")
-        _check_int("batch_size", batch_size, minimum=1)
+        check_int("batch_size", batch_size, minimum=1)
         for index, image in enumerate(images):
             try:
                 check_image(image, "RGB")
             except (TypeError, ValueError) as error:
                 raise type(error)(f"images[{index}]: {error}") from None
 
+        settings = self.settings
         jobs = [
             (image_index, box, layer)
             for image_index, image in enumerate(images)
-            for box, layer in zip(*generate_crop_boxes(image.shape[:2], self.crop_n_layers, self.crop_overlap_ratio))
+            for box, layer in zip(
+                *generate_crop_boxes(image.shape[:2], settings.crop_n_layers, settings.crop_overlap_ratio)
+            )
         ]
         results: list[list[MaskRecord]] = []
+        self.last_filter_counts = []
         crops: list[Crop] = []
         candidates: list[Candidates] = []
+        tally = FilterTally()
         with tqdm(total=len(images), desc="generating masks", unit="image", disable=not progress) as bar:
             for start in range(0, len(jobs), batch_size):
                 chunk = jobs[start : start + batch_size]
@@ -196,12 +193,15 @@ class SamAutomaticMaskGenerator:
                 for slot, (image_index, box, layer) in enumerate(chunk):
                     image_size = images[image_index].shape[:2]
                     crop = self._crop(box, layer, self.predictor.input_sizes[slot])
-                    candidates.append(self._process_crop(slot, crop, len(crops), image_size))
+                    candidates.append(
+                        grid_candidates(self.predictor, slot, crop, settings, len(crops), image_size, tally)
+                    )
                     crops.append(crop)
                     is_last_crop = start + slot + 1 == len(jobs) or jobs[start + slot + 1][0] != image_index
                     if is_last_crop:
-                        results.append(self._finish_image(crops, candidates, image_size))
-                        crops, candidates = [], []
+                        results.append(self._finish_image(crops, candidates, image_size, settings, tally))
+                        self.last_filter_counts.append(tally.counts(kept=len(results[-1])))
+                        crops, candidates, tally = [], [], FilterTally()
                         bar.update()
         self.predictor.reset_image()
         return results
@@ -219,94 +219,36 @@ class SamAutomaticMaskGenerator:
         points = self.point_grids[layer] * np.array([x1 - x0, y1 - y0])
         return Crop((x0, y0, x1, y1), layer, (input_size[0], input_size[1]), points)
 
-    def _process_crop(
-        self, slot: int, crop: Crop, crop_index: int, image_size: tuple[int, ...]
-    ) -> Candidates:
-        """Decode the crop's grid batch by batch, filter, and deduplicate by box NMS.
-
-        Args:
-            slot: index of the crop's embedding in ``self.predictor.features``.
-            crop_index: index of the crop among the image's crops.
-        Returns:
-            The surviving candidates, best first, boxes in the image frame.
-        """
-        model_points = torch.as_tensor(
-            self.predictor.transform.apply_coords(crop.points, crop.size), device=self.predictor.device
-        )
-        batch = self.points_per_batch
-        parts = [
-            self._process_batch(slot, crop, crop_index, model_points[first : first + batch], first, image_size)
-            for first in range(0, len(model_points), batch)
-        ]
-        candidates = Candidates.cat(parts)
-        candidates = candidates.select(nms_keep(candidates.boxes, candidates.iou_predictions, self.box_nms_thresh))
-        x0, y0, _, _ = crop.box
-        offset = torch.tensor([x0, y0, x0, y0], device=candidates.boxes.device)
-        return replace(candidates, boxes=candidates.boxes + offset)
-
-    def _process_batch(
-        self,
-        slot: int,
-        crop: Crop,
-        crop_index: int,
-        model_points: torch.Tensor,
-        first_point: int,
-        image_size: tuple[int, ...],
-    ) -> Candidates:
-        """Decode B points of a crop (3 masks each) and keep the masks that pass every filter.
-
-        Args:
-            model_points: (B, 2) float64 points in the encoder's input frame.
-            first_point: index of the first of them in the crop's grid.
-        """
-        model, decoder = self.predictor.model, self.predictor.decoder
-        low_res, iou = decode_points(decoder, self.predictor.features, slot, model_points)
-        masks_per_point = low_res.shape[1]
-        boxes, stability = measure_masks(
-            decoder, low_res, crop.input_size, crop.size, model.image_encoder.img_size, model.mask_threshold,
-            self.stability_score_offset,
-        )
-        low_res, iou = low_res.flatten(0, 1), iou.flatten(0, 1)
-
-        keep = torch.ones(len(iou), dtype=torch.bool, device=iou.device)
-        if self.pred_iou_thresh > 0.0:
-            keep &= iou > self.pred_iou_thresh
-        if self.stability_score_thresh > 0.0:
-            keep &= stability >= self.stability_score_thresh
-        height, width = image_size
-        keep &= ~near_crop_edge(boxes, crop.box, [0, 0, width, height])
-        index = keep.nonzero().squeeze(1)
-        return Candidates(
-            low_res_logits=low_res[index],
-            iou_predictions=iou[index].float(),
-            stability_scores=stability[index],
-            boxes=boxes[index],
-            point_index=first_point + torch.div(index, masks_per_point, rounding_mode="floor"),
-            crop_index=torch.full_like(index, crop_index),
-        )
-
     # ----------------------------------------------- stage 2: whole image
     def _finish_image(
-        self, crops: list[Crop], per_crop: list[Candidates], image_size: tuple[int, ...]
+        self,
+        crops: list[Crop],
+        per_crop: list[Candidates],
+        image_size: tuple[int, ...],
+        settings: GeneratorSettings,
+        tally: FilterTally,
     ) -> list[MaskRecord]:
         """Deduplicate between crops, rebuild and encode the masks (cleaning small regions), write records."""
         candidates = Candidates.cat(per_crop)
         if len(crops) > 1:
             crop_areas = torch.tensor([crop.area for crop in crops], device=candidates.boxes.device)
+            before = len(candidates)
             candidates = candidates.select(
-                crop_nms_keep(candidates.boxes, crop_areas[candidates.crop_index], self.crop_nms_thresh)
+                crop_nms_keep(candidates.boxes, crop_areas[candidates.crop_index], settings.crop_nms_thresh)
             )
+            tally.add_removed("crop_nms", before - len(candidates))
         crop_index = candidates.crop_index.cpu().numpy()
-        encoded = self._rebuild_masks(crops, candidates, crop_index, image_size)
+        encoded = self._rebuild_masks(crops, candidates, crop_index, image_size, settings)
         boxes = candidates.boxes.cpu().numpy()
         ranking = np.arange(len(candidates))
         if encoded.changed is not None and len(candidates) > 0:
             # Cleaning may create duplicates: NMS again, preferring unchanged masks. The official
             # clean-up NMS runs on the CPU; so does this one, so that its ties (scores are 0 or 1) resolve alike.
             unchanged = torch.from_numpy(~encoded.changed).float()
-            threshold = max(self.box_nms_thresh, self.crop_nms_thresh)
+            threshold = max(settings.box_nms_thresh, settings.crop_nms_thresh)
             ranking = nms_keep(torch.from_numpy(encoded.cleaned_boxes), unchanged, threshold).numpy()
             boxes = np.where(encoded.changed[:, None], encoded.cleaned_boxes, boxes)
+            tally.add_removed("small_regions", len(candidates) - len(ranking))
 
         iou = candidates.iou_predictions.cpu().tolist()
         stability = candidates.stability_scores.cpu().tolist()
@@ -330,24 +272,29 @@ class SamAutomaticMaskGenerator:
         return records
 
     def _rebuild_masks(
-        self, crops: list[Crop], candidates: Candidates, crop_index: np.ndarray, image_size: tuple[int, ...]
+        self,
+        crops: list[Crop],
+        candidates: Candidates,
+        crop_index: np.ndarray,
+        image_size: tuple[int, ...],
+        settings: GeneratorSettings,
     ) -> _EncodedMasks:
         """Full-size masks of the candidates, ``points_per_batch`` at a time: cleaned, measured and encoded."""
         segmentations: list[Any] = [None] * len(candidates)
         positions, areas, cleaned_boxes, changed = [], [], [], []
         for index, crop in enumerate(crops):
             in_crop = np.flatnonzero(crop_index == index)
-            for first in range(0, len(in_crop), self.points_per_batch):
-                chunk = in_crop[first : first + self.points_per_batch]
+            for first in range(0, len(in_crop), settings.points_per_batch):
+                chunk = in_crop[first : first + settings.points_per_batch]
                 low_res = candidates.low_res_logits[torch.as_tensor(chunk, device=candidates.boxes.device)]
                 masks = self._full_masks(low_res, crop, image_size)
-                if self.min_mask_region_area > 0:
-                    masks, chunk_changed = remove_small_regions_batch(masks, self.min_mask_region_area)
+                if settings.min_mask_region_area > 0:
+                    masks, chunk_changed = remove_small_regions_batch(masks, settings.min_mask_region_area)
                     cleaned_boxes.append(mask_boxes_xyxy(masks))
                     changed.append(chunk_changed)
                 areas.append(mask_areas(masks))
                 positions.append(chunk)
-                for position, segmentation in zip(chunk, self._encode(masks)):
+                for position, segmentation in zip(chunk, _encode(masks, settings.output_mode)):
                     segmentations[position] = segmentation
         order = np.concatenate(positions) if positions else np.zeros(0, dtype=np.int64)
         count = len(candidates)
@@ -374,12 +321,6 @@ class SamAutomaticMaskGenerator:
         storage[:, x0:x1, y0:y1] = masks.transpose(1, 2)
         return storage.transpose(1, 2)
 
-    def _encode(self, masks: torch.Tensor) -> list[Any]:
-        """(M, H, W) bool masks -> M segmentations in ``output_mode``."""
-        if self.output_mode == "binary_mask":
-            return list(masks.cpu().numpy())
-        rles = encode_rle(masks)
-        return rles.to_coco() if self.output_mode == "coco_rle" else rles.to_uncompressed()
 
 
 @dataclass
@@ -407,28 +348,100 @@ def _in_position_order(parts: list[torch.Tensor], order: np.ndarray, shape: tupl
     return result
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+def _encode(masks: torch.Tensor, output_mode: str) -> list[Any]:
+    """(M, H, W) bool masks -> M segmentations in ``output_mode`` (:data:`OUTPUT_MODES`)."""
+    if output_mode == "binary_mask":
+        return list(masks.cpu().numpy())
+    rles = encode_rle(masks)
+    return rles.to_coco() if output_mode == "coco_rle" else rles.to_uncompressed()
 
 
-def _checked_point_grids(point_grids: Any, crop_n_layers: int) -> list[np.ndarray]:
-    """float64 copies of the grids, one (N, 2) array per crop layer (at least crop_n_layers + 1)."""
-    if not isinstance(point_grids, (list, tuple)):
-        raise TypeError(
-            f"point_grids must be a list of (N, 2) arrays, one per crop layer, got {type(point_grids).__name__}"
-        )
-    if len(point_grids) < crop_n_layers + 1:
-        raise ValueError(
-            f"point_grids needs one grid per crop layer ({crop_n_layers + 1} for crop_n_layers={crop_n_layers}), "
-            f"got {len(point_grids)}"
-        )
-    grids = []
-    for layer, grid in enumerate(point_grids):
-        array = np.array(grid, dtype=np.float64)
-        if array.ndim != 2 or array.shape[1] != 2 or len(array) == 0:
-            raise ValueError(f"point_grids[{layer}] must have shape (N, 2) with N >= 1, got {array.shape}")
-        grids.append(array)
-    return grids
+# ------------------------------------------------- the grid step, shared with the edge detector
+def grid_candidates(
+    predictor: SamPredictor,
+    slot: int,
+    crop: Crop,
+    settings: GeneratorSettings,
+    crop_index: int = 0,
+    image_size: Optional[tuple[int, ...]] = None,
+    tally: Optional[FilterTally] = None,
+) -> Candidates:
+    """Grid -> decode -> filter -> NMS for one crop: the crop's grid points are decoded
+    ``settings.points_per_batch`` at a time (3 masks each), the masks that fail a quality filter
+    (:func:`promptseg.amg.filters.quality_keep`) are dropped batch by batch, and duplicates are
+    removed by box NMS (``settings.box_nms_thresh``, ranked by predicted IoU).
+
+    The step of :class:`SamAutomaticMaskGenerator` for each crop, and of
+    :class:`promptseg.zeroshot.EdgeDetector` for the whole image.
+
+    Args:
+        predictor: holds the crop's embedding as image ``slot`` of its current images.
+        crop: the crop, its encoder input size and its grid points in crop pixels.
+        settings: the generator settings (points_per_batch, pred_iou_thresh, stability_score_thresh,
+            stability_score_offset and box_nms_thresh apply here).
+        crop_index: the crop's index among its image's crops (``Candidates.crop_index``).
+        image_size: (H, W) of the whole image; default: the crop's size (the crop is the image).
+        tally: counts the candidates and what each filter removed, if given.
+    Returns:
+        The surviving candidates, best first, boxes in the image frame.
+    """
+    image_size = crop.size if image_size is None else image_size
+    model_points = torch.as_tensor(predictor.transform.apply_coords(crop.points, crop.size), device=predictor.device)
+    batch = settings.points_per_batch
+    parts = [
+        _decode_batch(predictor, slot, crop, crop_index, model_points[first : first + batch], first, image_size,
+                      settings, tally)
+        for first in range(0, len(model_points), batch)
+    ]
+    candidates = Candidates.cat(parts)
+    before = len(candidates)
+    candidates = candidates.select(nms_keep(candidates.boxes, candidates.iou_predictions, settings.box_nms_thresh))
+    if tally is not None:
+        tally.add_removed("box_nms", before - len(candidates))
+    x0, y0, _, _ = crop.box
+    offset = torch.tensor([x0, y0, x0, y0], device=candidates.boxes.device)
+    return replace(candidates, boxes=candidates.boxes + offset)
+
+
+def _decode_batch(
+    predictor: SamPredictor,
+    slot: int,
+    crop: Crop,
+    crop_index: int,
+    model_points: torch.Tensor,
+    first_point: int,
+    image_size: tuple[int, ...],
+    settings: GeneratorSettings,
+    tally: Optional[FilterTally],
+) -> Candidates:
+    """Decode B points of a crop (3 masks each) and keep the masks that pass every quality filter.
+
+    Args:
+        model_points: (B, 2) float64 points in the encoder's input frame.
+        first_point: index of the first of them in the crop's grid.
+    """
+    model, decoder = predictor.model, predictor.decoder
+    low_res, iou = decode_points(decoder, predictor.features, slot, model_points)
+    masks_per_point = low_res.shape[1]
+    boxes, stability = measure_masks(
+        decoder, low_res, crop.input_size, crop.size, model.image_encoder.img_size, model.mask_threshold,
+        settings.stability_score_offset,
+    )
+    low_res, iou = low_res.flatten(0, 1), iou.flatten(0, 1)
+
+    height, width = image_size
+    keep, removed = quality_keep(
+        iou, stability, boxes, crop.box, [0, 0, width, height], settings.pred_iou_thresh,
+        settings.stability_score_thresh,
+    )
+    if tally is not None:
+        tally.add_quality(len(iou), removed)
+    index = keep.nonzero().squeeze(1)
+    return Candidates(
+        low_res_logits=low_res[index],
+        iou_predictions=iou[index].float(),
+        stability_scores=stability[index],
+        boxes=boxes[index],
+        point_index=first_point + torch.div(index, masks_per_point, rounding_mode="floor"),
+        crop_index=torch.full_like(index, crop_index),
+    )

@@ -13,11 +13,11 @@ from torch import nn
 
 from promptseg.checkpoint import identify_model_type, load_into, read_state_dict
 from promptseg.configs import ALIASES, CONFIGS, SamConfig
-from promptseg.encoders.auto import ONNXRUNTIME_ENGINES, check_engine, requested_engine
 from promptseg.errors import UnknownModelTypeError
 from promptseg import modeling as promptseg_modeling
 from promptseg.modeling import Sam
 from promptseg.ops import check_backend, set_backend
+from promptseg.settings import ONNXRUNTIME_ENGINES, check_cpu_engine
 
 Checkpoint = Optional[Union[str, "os.PathLike[str]"]]
 DeviceLike = Optional[Union[str, torch.device]]
@@ -103,22 +103,25 @@ def build_sam(
         device: where to place the model (default: CPU).
         dtype: torch.float32 (default), torch.bfloat16 or torch.float16.
         backend: ``auto`` runs the CUDA kernels where they apply (CUDA, bf16/fp16,
-            extension built); ``reference`` always runs the PyTorch references.
+            extension built) and are in force: opt-in (``PROMPTSEG_KERNELS=1``) until a GPU
+            record verified them on the device (``promptseg.ops.kernel_policy``); ``kernels``
+            opts this model in; ``reference`` always runs the PyTorch references. A kernel is
+            checked against its reference on its first use (``promptseg.ops.dispatch``).
         engine: what embeds images on the CPU when a ``SamPredictor`` (or mask generator) is made
             for the model without ``encoder=`` (see :mod:`promptseg.encoders.auto` and docs/cpu.md):
             ``auto`` (``$PROMPTSEG_CPU_ENGINE`` if set, else ONNX Runtime when this model's export is
             already cached, else torch), ``torch``, ``onnxruntime`` (exact) or ``onnxruntime-int8``
             (faster, not exact). The two ONNX Runtime engines need a float32 model on the CPU and
-            ``onnx`` + ``onnxruntime``; the first build exports the model's graphs to the cache
-            (``$PROMPTSEG_CACHE_DIR/onnxruntime``, else ``~/.cache/promptseg/onnxruntime``), with a
-            progress bar: about a minute for vit_b on two cores, seconds for the bundled model.
+            ``onnx`` + ``onnxruntime``. This function records the request in
+            ``model.image_encoder.engine``; the public ``promptseg.build_sam`` also exports the
+            model's graphs to the cache the first time (``promptseg.export.prepare_engine``).
     Returns:
         The model in eval mode; ``model.image_encoder.engine`` holds ``engine``.
     """
     if checkpoint is None and model_type is not None and model_type not in model_types() and Path(model_type).is_file():
         model_type, checkpoint = None, model_type
     check_backend(backend)
-    check_engine(engine)
+    check_cpu_engine(engine)
     if dtype is not None and dtype not in (torch.float32, torch.bfloat16, torch.float16):
         raise TypeError(f"dtype must be torch.float32, torch.bfloat16 or torch.float16, got {dtype}")
     state_dict = read_state_dict(checkpoint) if checkpoint is not None else None
@@ -133,29 +136,20 @@ def build_sam(
     if state_dict is not None:
         load_into(model, state_dict, name, source=f"checkpoint {str(checkpoint)!r}")
     model = set_backend(model, backend).to(device=device, dtype=dtype)
-    return prepare_engine(model, engine)
+    return record_engine(model, engine)
 
 
-def prepare_engine(model: Sam, engine: str = "auto") -> Sam:
-    """Record ``engine`` in ``model.image_encoder.engine`` and, for an ONNX Runtime engine (asked for
-    here or by ``$PROMPTSEG_CPU_ENGINE``), export the model's graphs to the cache unless they are there.
+def record_engine(model: Sam, engine: str = "auto") -> Sam:
+    """Record ``engine`` (one of ``promptseg.settings.CPU_ENGINES``) in ``model.image_encoder.engine``.
 
     Raises:
-        ValueError: an ONNX Runtime engine was asked for by argument for a model that is not float32
+        ValueError: an unknown engine, or an ONNX Runtime engine for a model that is not float32
             on the CPU.
     """
-    model.image_encoder.engine = check_engine(engine)
-    wanted, _ = requested_engine(model)
-    if wanted in ONNXRUNTIME_ENGINES:
-        if model.device.type != "cpu" or model.dtype != torch.float32:
-            if engine == "auto":  # PROMPTSEG_CPU_ENGINE applies to CPU float32 models only
-                return model
-            raise ValueError(
-                f"engine={engine!r} runs float32 models on the CPU, got a {model.dtype} model on {model.device}"
-            )
-        from promptseg.export.onnxruntime_cache import prepare_cpu_engine
-
-        prepare_cpu_engine(model, int8=wanted == "onnxruntime-int8")
+    check_cpu_engine(engine)
+    if engine in ONNXRUNTIME_ENGINES and (model.device.type != "cpu" or model.dtype != torch.float32):
+        raise ValueError(f"engine={engine!r} runs float32 models on the CPU, got a {model.dtype} model on {model.device}")
+    model.image_encoder.engine = engine
     return model
 
 

@@ -20,3 +20,25 @@ class UnknownModelTypeError(KeyError, ValueError):
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded into the requested model."""
+
+
+class ImageReadError(ValueError):
+    """A file that cannot be read as an image: empty, not an image, corrupt, truncated, or over the pixel limit.
+
+    Attributes:
+        source: the file (its path, or the name given for bytes) that failed.
+        problem: what is wrong with it, in words.
+    """
+
+    def __init__(self, source: object, problem: str) -> None:
+        super().__init__(f"cannot read image {source}: {problem}")
+        self.source = str(source)
+        self.problem = problem
+
+
+class RleError(ValueError):
+    """A COCO run-length encoding that is malformed or does not fit its image."""
+
+
+class UnknownTextError(ValueError):
+    """A text prompt or query of which the concept encoder knows no word (nothing would be understood)."""

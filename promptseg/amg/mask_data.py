@@ -8,7 +8,8 @@ import torch
 from promptseg.amg.batching import MaskData
 from promptseg.amg.nms import nms_keep
 from promptseg.amg.regions import remove_small_regions_batch
-from promptseg.amg.rle import rle_to_mask, uncompressed_rles
+from promptseg.amg.rle import uncompressed_rles
+from promptseg.io.rle import rle_to_mask
 from promptseg.masks import mask_boxes_xyxy
 
 

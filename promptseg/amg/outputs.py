@@ -11,15 +11,14 @@ Output folder layout::
     results.json                COCO results (image_id, category_id, segmentation, score, bbox)
 
 Rendering (:func:`render_image`: masks in, encoded files out) is apart from writing
-(:func:`write_image`), so a worker can render and a driver write.
+(:func:`write_image`), so a worker can render and a driver write. Records, resume and the failure
+list are :class:`promptseg.io.RunRecords`'; every file is written atomically (:mod:`promptseg.io`).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -30,9 +29,7 @@ from PIL import Image
 
 from promptseg.amg.rle import encode_rle
 from promptseg.drawing import overlay
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-CATEGORY = {"id": 1, "name": "object", "supercategory": "object"}
+from promptseg.io import CocoCollection, RunRecords, write_bytes_atomically
 
 
 @dataclass
@@ -75,15 +72,6 @@ def run_settings(
         "crop_n_layers": crop_n_layers,
         "min_mask_region_area": min_mask_region_area,
     }
-
-
-def record_path(out: Path, file_name: str) -> Path:
-    """``out/records/<file_name>.json``: its presence marks the image done."""
-    return Path(out) / "records" / f"{file_name}.json"
-
-
-def is_done(out: Path, file_name: str) -> bool:
-    return record_path(out, file_name).is_file()
 
 
 def _png(image: Image.Image) -> bytes:
@@ -132,68 +120,31 @@ def write_image(out: Path, outputs: ImageOutputs) -> None:
     write_bytes_atomically(out / "overlays" / f"{outputs.file_name}.png", outputs.overlay_png)
     if outputs.mask_pngs is not None:
         mask_dir = out / "masks" / outputs.file_name
-        mask_dir.mkdir(parents=True, exist_ok=True)
         for index, png in enumerate(outputs.mask_pngs):
             write_bytes_atomically(mask_dir / f"{index:04d}.png", png)
-    write_bytes_atomically(record_path(out, outputs.file_name), outputs.record_json.encode())
+    RunRecords(out).write(outputs.file_name, outputs.record_json)
 
 
 def write_coco(out: Path, file_names: Sequence[str]) -> tuple[Path, Path]:
     """Gather the records of the done images, in the given order, into a COCO dataset file and a
     COCO results file; images without a record are left out."""
     out = Path(out)
-    coco_images, annotations, results = [], [], []
+    records = RunRecords(out)
+    coco = CocoCollection()
     for file_name in file_names:
-        path = record_path(out, file_name)
-        if not path.is_file():
+        if not records.is_done(file_name):
             continue
-        record = json.loads(path.read_text())
-        image_id = len(coco_images) + 1
-        coco_images.append(
-            {"id": image_id, "file_name": record["file_name"], "height": record["height"], "width": record["width"]}
-        )
+        record = records.read(file_name)
+        image_id = coco.add_image(record["file_name"], record["height"], record["width"])
         for mask in record["masks"]:
-            common = {
-                "image_id": image_id,
-                "category_id": CATEGORY["id"],
-                "segmentation": mask["segmentation"],
-                "area": mask["area"],
-                "bbox": mask["bbox"],
-            }
-            annotations.append({"id": len(annotations) + 1, **common, "iscrowd": 0})
-            results.append({**common, "score": mask["predicted_iou"], "stability_score": mask["stability_score"]})
-    dataset = {"images": coco_images, "annotations": annotations, "categories": [CATEGORY]}
-    write_json_atomically(out / "annotations.json", dataset)
-    write_json_atomically(out / "results.json", results)
-    return out / "annotations.json", out / "results.json"
+            coco.add_instance(
+                image_id, mask["segmentation"], mask["area"], mask["bbox"], mask["predicted_iou"],
+                stability_score=mask["stability_score"],
+            )
+    return coco.write(out / "annotations.json", out / "results.json")
 
 
-def warn_on_other_settings(out: Path, settings: dict[str, Any]) -> None:
-    """Say so on stderr when done images were segmented with other settings (they are kept, not redone)."""
-    records_dir = Path(out) / "records"
-    if not records_dir.is_dir():
-        return
-    differing = sorted(
-        path.name[: -len(".json")]
-        for path in records_dir.glob("*.json")
-        if json.loads(path.read_text()).get("settings") != settings
-    )
-    if differing:
-        print(
-            f"warning: {len(differing)} done image(s) used other settings and are kept as they are "
-            f"(e.g. {differing[0]}); use another --out to redo them",
-            file=sys.stderr,
-        )
-
-
-def write_bytes_atomically(path: Path, payload: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename it over ``path``: a reader (or a
-    resumed run) sees the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(payload)
-    os.replace(temporary, path)
-
-
-def write_json_atomically(path: Path, payload: Any) -> None:
-    write_bytes_atomically(path, json.dumps(payload).encode())
+def orphaned_temp_folders(out: Path) -> list[Path]:
+    """The folders of an amg run where a killed run may have left temporary files."""
+    out = Path(out)
+    return [out, out / "records", out / "overlays", *sorted(p for p in (out / "masks").glob("*") if p.is_dir())]

@@ -1,29 +1,25 @@
-"""Run-length encoding of binary masks in the COCO layout, computed on the masks' device.
+"""Run-length encoding of many binary masks at once, in the COCO layout, computed on the masks' device.
 
-A mask of size (H, W) is read in column-major (Fortran) order; its counts
-alternate runs of 0s and 1s, starting with 0s (a leading count of 0 when the
-first pixel is set). The *uncompressed* form lists the counts; the *COCO*
-(compressed) form is the ASCII string pycocotools writes, each count (from the
-fourth on, minus the count two before it) stored 5 bits per character with a
-continuation bit, offset by 48.
+The format (its types, alphabet, checks, and the one-mask numpy codec) is :mod:`promptseg.io.rle`;
+this module is its batched torch form, for the mask generator's thousands of masks per image.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
-UncompressedRle = dict[str, Any]  # {"size": [H, W], "counts": [int, ...]}
-CocoRle = dict[str, Any]  # {"size": [H, W], "counts": str}
-
-_BITS_PER_CHAR = 5
-_CHAR_OFFSET = 48
-_CONTINUE = 0x20
-_SIGN = 0x10
-_CHAR_MASK = 0x1F
+from promptseg.io.rle import (
+    BITS_PER_CHAR,
+    CHAR_OFFSET,
+    CONTINUE_BIT,
+    SIGN_BIT,
+    VALUE_BITS,
+    CocoRle,
+    UncompressedRle,
+)
 
 
 @dataclass
@@ -97,59 +93,20 @@ def _compress(counts: torch.Tensor, lengths: torch.Tensor, size: tuple[int, int]
     values[2:] -= torch.where(delta_coded[2:], counts[:-2], 0)
     # Enough 5-bit groups for any value in [-H*W, H*W] and its sign bit.
     value_bits = (size[0] * size[1]).bit_length() + 1
-    groups = (value_bits + _BITS_PER_CHAR - 1) // _BITS_PER_CHAR
-    shifts = _BITS_PER_CHAR * torch.arange(groups, device=device)
-    chunks = (values[:, None] >> shifts) & _CHAR_MASK
-    rest = values[:, None] >> (shifts + _BITS_PER_CHAR)
-    more = torch.where((chunks & _SIGN) != 0, rest != -1, rest != 0)
+    groups = (value_bits + BITS_PER_CHAR - 1) // BITS_PER_CHAR
+    shifts = BITS_PER_CHAR * torch.arange(groups, device=device)
+    chunks = (values[:, None] >> shifts) & VALUE_BITS
+    rest = values[:, None] >> (shifts + BITS_PER_CHAR)
+    more = torch.where((chunks & SIGN_BIT) != 0, rest != -1, rest != 0)
     chars_per_count = torch.cumprod(more.long(), dim=1).sum(dim=1) + 1
     used = torch.arange(groups, device=device)[None] < chars_per_count[:, None]
     continued = torch.arange(groups, device=device)[None] < (chars_per_count[:, None] - 1)
-    characters = (chunks | torch.where(continued, _CONTINUE, 0)) + _CHAR_OFFSET
+    characters = (chunks | torch.where(continued, CONTINUE_BIT, 0)) + CHAR_OFFSET
     string_lengths = torch.zeros(len(lengths), dtype=torch.long, device=device)
     string_lengths.index_add_(0, mask_of_count, chars_per_count)
     return characters[used].to(torch.uint8), string_lengths
 
 
-def column_major_counts(mask: np.ndarray) -> np.ndarray:
-    """The COCO run lengths of one (H, W) bool mask held in row-major (C) order, without transposing it.
-
-    A run starts wherever a pixel differs from the one before it in column-major order: below a
-    change between vertically adjacent pixels, or at the top of a column whose first pixel differs
-    from the last pixel of the column before. Only those positions (about the mask's perimeter) are
-    sorted, so the cost is a few passes over the pixels in memory order, where a transposed copy of
-    a large mask is several times slower on a CPU. Returns (K,) int64 counts, starting with 0s.
-    """
-    if mask.ndim != 2 or mask.dtype != np.bool_:
-        raise ValueError(f"expected an (H, W) bool mask, got {mask.dtype} of shape {mask.shape}")
-    height, width = mask.shape
-    below = np.flatnonzero(mask[1:] != mask[:-1])
-    row, column = np.divmod(below, width)
-    column_tops = (np.flatnonzero(mask[0, 1:] != mask[-1, :-1]) + 1) * height
-    starts = np.concatenate([[0] if mask[0, 0] else [], column * height + row + 1, column_tops]).astype(np.int64)
-    starts.sort()
-    return np.diff(np.concatenate([[0], starts, [height * width]]))
-
-
 def uncompressed_rles(masks: torch.Tensor) -> list[UncompressedRle]:
     """(M, H, W) bool masks -> M uncompressed RLEs ``{"size": [H, W], "counts": [...]}`` (one host transfer)."""
     return encode_rle(masks).to_uncompressed()
-
-
-def rle_to_mask(rle: UncompressedRle) -> np.ndarray:
-    """(H, W) bool mask of an uncompressed RLE (a transposed view of column-major data, as officially)."""
-    height, width = rle["size"]
-    values = np.arange(len(rle["counts"])) % 2 == 1
-    return np.repeat(values, rle["counts"]).reshape(width, height).transpose()
-
-
-def area_from_rle(rle: UncompressedRle) -> int:
-    """Number of set pixels of an uncompressed RLE."""
-    return sum(rle["counts"][1::2])
-
-
-def coco_encode_rle(uncompressed_rle: UncompressedRle) -> CocoRle:
-    """The compressed COCO form of one uncompressed RLE (no pycocotools needed)."""
-    counts = torch.as_tensor(uncompressed_rle["counts"], dtype=torch.long)
-    size = tuple(uncompressed_rle["size"])
-    return RunLengths(counts, torch.tensor([len(counts)]), size).to_coco()[0]

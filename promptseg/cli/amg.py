@@ -2,8 +2,11 @@
 
 The output folder's layout is :mod:`promptseg.amg.outputs`' (records, overlays, optional mask
 PNGs, a merged COCO dataset and results). Re-running on the same folder skips the images that
-already have a record. ``--engine ray`` runs the same generation on a Ray cluster
-(:mod:`promptseg.distributed`) and writes the same files.
+already have a record (:class:`promptseg.io.RunRecords`). Images are read by
+:func:`promptseg.io.read_image` (EXIF orientation applied). An image that cannot be read or
+segmented is listed in ``failures.jsonl`` and the run goes on (:mod:`promptseg.cli.runs`).
+``--engine ray`` runs the same generation on a Ray cluster (:mod:`promptseg.distributed`) and
+writes the same files.
 """
 
 from __future__ import annotations
@@ -12,20 +15,13 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
-from promptseg.amg.outputs import (
-    is_done,
-    render_image,
-    run_settings,
-    warn_on_other_settings,
-    write_coco,
-    write_image,
-)
-from promptseg.cli.common import add_model_arguments, list_images, load_model
-from promptseg.encoders.auto import ENGINES
+from promptseg.amg.outputs import render_image, run_settings, write_coco, write_image
+from promptseg.cli.common import add_generator_arguments, add_model_arguments, generator_settings, load_model
+from promptseg.cli.runs import DECODE, GENERATE, ImageRun, add_run_arguments, output_folder, run_exit_code
+from promptseg.io import RunRecords, list_images, read_image
+from promptseg.settings import CPU_ENGINES, RUN_SETTINGS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,19 +39,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--format", choices=("coco", "png"), default="coco",
         help="coco: masks as COCO RLE in the JSON files (default); png: also one PNG per mask",
     )
-    amg.add_argument("--points-per-side", type=int, default=32, help="prompt grid side (default 32)")
-    amg.add_argument("--pred-iou-thresh", type=float, default=0.88, help="minimum predicted IoU (default 0.88)")
-    amg.add_argument(
-        "--stability-score-thresh", type=float, default=0.95, help="minimum stability score (default 0.95)"
-    )
-    amg.add_argument("--crop-n-layers", type=int, default=0, help="crop layers to also prompt (default 0)")
-    amg.add_argument(
-        "--min-mask-region-area", type=int, default=0,
-        help="remove holes and islands smaller than this many pixels (default 0: off)",
-    )
+    add_generator_arguments(amg, RUN_SETTINGS)
+    add_run_arguments(amg)
     engine = amg.add_argument_group("engine (promptseg.distributed; --engine ray needs promptseg[ray])")
     engine.add_argument(
-        "--engine", choices=("local", "ray", *ENGINES[1:]), default="local",
+        "--engine", choices=("local", "ray", *CPU_ENGINES[1:]), default="local",
         help="local: this process, one image at a time (default); ray: a Ray Data pipeline over an actor pool; "
         "torch, onnxruntime, onnxruntime-int8: this process, with that CPU engine (local picks one, see docs/cpu.md)",
     )
@@ -77,49 +65,56 @@ def run(args: argparse.Namespace) -> int:
         return _run_on_ray(args)
     from promptseg.automatic import SamAutomaticMaskGenerator
 
+    output_folder(args.out)
     images = list_images(Path(args.images))
+    generator_options = generator_settings(args, RUN_SETTINGS)
     settings = run_settings(
-        args.model, str(args.checkpoint) if args.checkpoint else None, args.dtype, args.points_per_side,
-        args.pred_iou_thresh, args.stability_score_thresh, args.crop_n_layers, args.min_mask_region_area,
+        args.model, str(args.checkpoint) if args.checkpoint else None, args.dtype,
+        **{name: getattr(generator_options, name) for name in RUN_SETTINGS},
     )
-    todo = [path for path in images if not is_done(args.out, path.name)]
-    print(f"{len(images)} image(s): {len(images) - len(todo)} already done in {args.out}, {len(todo)} to do")
-    warn_on_other_settings(args.out, settings)
-    if todo:
+    records = RunRecords(args.out)
+    plan = records.plan(images, retry_failed=args.retry_failed)
+    print(plan.line(args.out))
+    records.warn_on_other_settings(settings)
+    tally = ImageRun("promptseg amg", records, plan, strict=args.strict)
+    if plan.todo:
         model, description = load_model(args)
         print(f"model: {description}")
-        generator = SamAutomaticMaskGenerator(
-            model,
-            points_per_side=args.points_per_side,
-            pred_iou_thresh=args.pred_iou_thresh,
-            stability_score_thresh=args.stability_score_thresh,
-            crop_n_layers=args.crop_n_layers,
-            min_mask_region_area=args.min_mask_region_area,
-        )
-        with tqdm(todo, desc="amg", unit="image") as bar:
+        generator = SamAutomaticMaskGenerator.from_settings(model, generator_options)
+        with tqdm(plan.todo, desc="amg", unit="image") as bar:
             for path in bar:
-                image = np.array(Image.open(path).convert("RGB"))
-                masks = generator.generate(image)
+                image = tally.attempt(path, DECODE, lambda: read_image(path))
+                masks = None if image is None else tally.attempt(path, GENERATE, lambda: generator.generate(image))
+                if masks is None:
+                    continue
+                if not masks:
+                    bar.write(f"{path.name}: no mask: {generator.last_filter_counts[0].summary()}", file=sys.stderr)
                 write_image(args.out, render_image(path.name, image, masks, settings, args.format == "png"))
+                tally.succeed()
                 bar.set_postfix(masks=len(masks))
     annotations, results = write_coco(args.out, [path.name for path in images])
     print(f"wrote {annotations} and {results}")
-    return 0
+    return tally.finish()
 
 
 def _run_on_ray(args: argparse.Namespace) -> int:
     """The same generation as a Ray Data pipeline (promptseg.distributed prints its summary)."""
     from promptseg.distributed import RayNotInstalledError, generate_masks
 
+    output_folder(args.out)
     try:
-        generate_masks(
+        summary = generate_masks(
             args.images, args.out, model=args.model, checkpoint=args.checkpoint, device=args.device,
-            dtype=args.dtype, points_per_side=args.points_per_side, pred_iou_thresh=args.pred_iou_thresh,
-            stability_score_thresh=args.stability_score_thresh, crop_n_layers=args.crop_n_layers,
-            min_mask_region_area=args.min_mask_region_area, mask_pngs=args.format == "png", address=args.address,
-            workers=args.workers, gpus_per_worker=args.gpus_per_worker, batch_size=args.batch_size,
+            dtype=args.dtype, settings=generator_settings(args, RUN_SETTINGS), mask_pngs=args.format == "png",
+            address=args.address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+            batch_size=args.batch_size, retry_failed=args.retry_failed,
         )
     except RayNotInstalledError as error:
         print(f"promptseg amg: error: {error}", file=sys.stderr)
         return 2
-    return 0
+    failures = summary.failures + summary.failed_before
+    code = run_exit_code(summary.segmented + summary.already_done, failures, args.strict)
+    if code:
+        print(f"promptseg amg: exit status {code}: {failures} image(s) failed, listed in {summary.failures_path}",
+              file=sys.stderr)
+    return code

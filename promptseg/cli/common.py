@@ -1,4 +1,5 @@
-"""Arguments and model loading shared by the commands that run a model."""
+"""Arguments and model loading shared by the commands that run a model, and the mask generator's
+arguments (their defaults are the model's preset, :mod:`promptseg.settings`)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,22 @@ from pathlib import Path
 
 import torch
 
-from promptseg.amg.outputs import IMAGE_SUFFIXES
-from promptseg.build import build_sam, model_types, prepare_engine
+from promptseg.build import build_sam, model_types, record_engine
 from promptseg.bundled import BUNDLED_DESCRIPTION, build_bundled_sam
-from promptseg.encoders.auto import ENGINES, choose_engine
+from promptseg.encoders.auto import choose_engine
+from promptseg.export import prepare_engine
 from promptseg.modeling import Sam
+from promptseg.settings import CPU_ENGINES, DTYPES, GeneratorSettings, preset, preset_for
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# The mask generator's arguments: setting name -> (type, help text).
+GENERATOR_ARGUMENTS = {
+    "points_per_side": (int, "prompt grid side"),
+    "pred_iou_thresh": (float, "minimum predicted IoU"),
+    "stability_score_thresh": (float, "minimum stability score"),
+    "box_nms_thresh": (float, "box NMS IoU threshold"),
+    "crop_n_layers": (int, "crop layers to also prompt"),
+    "min_mask_region_area": (int, "remove holes and islands smaller than this many pixels (0: off)"),
+}
 RANDOM_WEIGHTS_WARNING = """
 ################################################################################
 #  WARNING: no --checkpoint was given, so the model has RANDOM WEIGHTS.        #
@@ -42,13 +52,13 @@ def add_model_arguments(parser: argparse.ArgumentParser, engine: bool = True) ->
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="model precision")
     if engine:
-        parser.add_argument("--engine", default="auto", choices=ENGINES, help=ENGINE_HELP)
+        parser.add_argument("--engine", default="auto", choices=CPU_ENGINES, help=ENGINE_HELP)
 
 
 def cpu_engine(args: argparse.Namespace) -> str:
     """The CPU engine the arguments ask for (``--engine``; ``auto`` where the command has another --engine)."""
     engine = getattr(args, "engine", "auto")
-    return engine if engine in ENGINES else "auto"
+    return engine if engine in CPU_ENGINES else "auto"
 
 
 def load_model(args: argparse.Namespace) -> tuple[Sam, str]:
@@ -62,11 +72,11 @@ def load_model(args: argparse.Namespace) -> tuple[Sam, str]:
     dtype = DTYPES[args.dtype]
     engine = cpu_engine(args)
     if args.model is None and args.checkpoint is None:
-        model = build_bundled_sam(device=device, dtype=dtype, engine=engine)
+        model = prepare_engine(build_bundled_sam(device=device, dtype=dtype, engine=engine))
         return model, with_engine(model, f"{BUNDLED_DESCRIPTION} (bundled), on {device}, {args.dtype}")
     if args.checkpoint is None:
         print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
-    model = build_sam(args.model, checkpoint=args.checkpoint, device=device, dtype=dtype, engine=engine)
+    model = prepare_engine(build_sam(args.model, checkpoint=args.checkpoint, device=device, dtype=dtype, engine=engine))
     weights = "RANDOM weights" if args.checkpoint is None else f"weights {args.checkpoint}"
     description = f"{args.model or 'model type read from the checkpoint'} with {weights}, on {device}, {args.dtype}"
     return model, with_engine(model, description)
@@ -77,6 +87,30 @@ def with_engine(model: Sam, description: str) -> str:
     if model.device.type != "cpu":
         return description
     return f"{description}; image encoder: {choose_engine(model)}"
+
+
+def preset_help(name: str, purpose: str = "generate") -> str:
+    """``default: <the official preset's value>; <the bundled preset's> with the bundled model`` for
+    the generator setting ``name`` (the two values once when they agree)."""
+    official, bundled = getattr(preset("official", purpose), name), getattr(preset("bundled", purpose), name)
+    if official == bundled:
+        return f"default {official}"
+    return f"default {official}; {bundled} with the bundled model"
+
+
+def add_generator_arguments(parser: argparse.ArgumentParser, names: tuple[str, ...], purpose: str = "generate") -> None:
+    """``--points-per-side`` etc. for the generator settings ``names`` (keys of :data:`GENERATOR_ARGUMENTS`);
+    each defaults to None: the value of the model's preset for ``purpose`` (:func:`generator_settings`)."""
+    for name in names:
+        kind, text = GENERATOR_ARGUMENTS[name]
+        parser.add_argument(f"--{name.replace('_', '-')}", type=kind, help=f"{text} ({preset_help(name, purpose)})")
+
+
+def generator_settings(args: argparse.Namespace, names: tuple[str, ...], purpose: str = "generate") -> GeneratorSettings:
+    """The model's preset for ``purpose`` (--model, --checkpoint: :func:`promptseg.settings.preset_for`),
+    changed by the generator arguments ``names`` that were given."""
+    base = preset_for(args.model, args.checkpoint, purpose)
+    return base.replace(**{name: getattr(args, name) for name in names})
 
 
 def load_text_model_from_args(args: argparse.Namespace) -> tuple[Sam, object, str]:
@@ -94,24 +128,7 @@ def load_text_model_from_args(args: argparse.Namespace) -> tuple[Sam, object, st
     if getattr(args, "clip_model", None) is not None or getattr(args, "clip_checkpoint", None) is not None:
         concept = load_concept_encoder("open_clip", model=args.clip_model, checkpoint=args.clip_checkpoint)
     model, text = load_text_model(args.checkpoint, concept, args.model, device=device, dtype=DTYPES[args.dtype])
-    prepare_engine(model, cpu_engine(args))
+    prepare_engine(record_engine(model, cpu_engine(args)))
     source = "bundled vit_tiny text model" if args.checkpoint is None else f"text checkpoint {args.checkpoint}"
     concept_name = getattr(text.concept_encoder, "name", type(text.concept_encoder).__name__)
     return model, text, f"{source}, concept encoder: {concept_name}, on {device}, {args.dtype}"
-
-
-def list_images(path: Path, *, allow_file: bool = True) -> list[Path]:
-    """The image ``path`` itself (when ``allow_file``), or the images directly inside the folder ``path``, by name.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist (or is a file where a folder is expected).
-        ValueError: the folder holds no image.
-    """
-    if allow_file and path.is_file():
-        return [path]
-    if not path.is_dir():
-        raise FileNotFoundError(f"{'image or folder' if allow_file else 'image folder'} not found: {path}")
-    images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not images:
-        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
-    return images

@@ -1,5 +1,6 @@
 """``promptseg info``: what this installation of promptseg is (versions, device, which CUDA
-kernels were built, and which CPU engine embeds images and why)."""
+kernels were built, whether they run by default here, and why, and which CPU engine embeds images
+and why)."""
 
 from __future__ import annotations
 
@@ -12,15 +13,17 @@ import numpy as np
 import torch
 
 from promptseg import __version__
-from promptseg.encoders.auto import CPU_ENGINE_ENV, onnxruntime_installed
+from promptseg.encoders.auto import choose_engine, onnxruntime_installed
 from promptseg.encoders.cache import DESCRIPTION_FILE, default_cache_dir
 from promptseg.ops import (
     available_kernels,
     build_stamp_status,
     extension_build_stamp,
     extension_loaded,
+    kernel_policy,
     kernels_enabled,
 )
+from promptseg.settings import CPU_ENGINE_ENV
 from promptseg.text.loading import BUNDLED_CONCEPT_DESCRIPTION, BUNDLED_CONCEPT_WEIGHTS
 from promptseg.text.vocabulary import COLOURS, FILLS, SHAPES
 
@@ -50,6 +53,7 @@ def environment_report() -> dict[str, object]:
         "extension_built": extension_loaded(),
         "build_stamp": build_stamp_report(),
         "kernels_enabled": kernels_enabled(),
+        "kernels_in_force": kernels_in_force(),
         "concept_model": f"{BUNDLED_CONCEPT_DESCRIPTION} (weights/{BUNDLED_CONCEPT_WEIGHTS})",
         "vocabulary": f"colours {', '.join(COLOURS)}; shapes {', '.join(SHAPES)}; fills {', '.join(FILLS)}",
         **cpu_engine_report(),
@@ -61,7 +65,6 @@ def cpu_engine_report() -> dict[str, object]:
     """The CPU engines: threads, ONNX Runtime, the export cache, the override, and the choice for the
     bundled model (a model on the CPU; see promptseg.encoders.auto)."""
     from promptseg.bundled import build_bundled_sam
-    from promptseg.encoders.auto import choose_engine
 
     if onnxruntime_installed():
         import onnxruntime
@@ -71,8 +74,7 @@ def cpu_engine_report() -> dict[str, object]:
         runtime = "not installed (pip install onnxruntime onnx): the CPU engine is torch"
     cache = default_cache_dir()
     entries = sorted(path.parent.name for path in cache.glob(f"*/{DESCRIPTION_FILE}"))
-    model = build_bundled_sam(device="cpu", engine="torch")  # nothing is exported to answer
-    model.image_encoder.engine = "auto"
+    model = build_bundled_sam(device="cpu")  # engine "auto": records the request, exports nothing
     try:
         bundled = str(choose_engine(model))
     except (FileNotFoundError, ValueError) as error:  # a bad PROMPTSEG_CPU_ENGINE, an export not made yet
@@ -84,6 +86,13 @@ def cpu_engine_report() -> dict[str, object]:
         "engine_cache": f"{cache} ({len(entries)} model(s){': ' + ', '.join(entries) if entries else ''})",
         "cpu_engine": f"bundled model -> {bundled}",
     }
+
+
+def kernels_in_force() -> str:
+    """``on`` or ``off`` for the default ``auto`` backend on this machine's GPU, and why
+    (:func:`promptseg.ops.kernel_policy`: opt-in until a GPU record verifies them)."""
+    policy = kernel_policy()
+    return f"{'on' if policy.by_default else 'off'} by default: {policy.reason}"
 
 
 STAMP_STATUS = {

@@ -9,9 +9,9 @@ from typing import Union
 
 import numpy as np
 import torch
-from PIL import Image
 
 from promptseg.data.sample import Sample
+from promptseg.io import read_image
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -58,10 +58,13 @@ class CocoInstances(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> Sample:
         image_id = self.image_ids[index]
         info = self.coco.loadImgs([image_id])[0]
-        image = np.array(Image.open(self.images_dir / info["file_name"]).convert("RGB"))
+        image = read_image(self.images_dir / info["file_name"])
         if image.shape[:2] != (info["height"], info["width"]):
+            turned = " (upright by its EXIF orientation; were the annotations made on it as stored?)" \
+                if image.shape[:2] == (info["width"], info["height"]) else ""
             raise ValueError(
-                f"{info['file_name']} is {image.shape[1]}x{image.shape[0]} but the annotations say {info['width']}x{info['height']}"
+                f"{info['file_name']} is {image.shape[1]}x{image.shape[0]}{turned} but the annotations say "
+                f"{info['width']}x{info['height']}"
             )
         masks = np.stack([self.coco.annToMask(a).astype(bool) for a in self._annotations(image_id)])
         return Sample(image=image, masks=masks)

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from promptseg.amg.outputs import write_json_atomically
 from promptseg.amg.rle import encode_rle
 from promptseg.data.shapes import SHAPE_KINDS
 from promptseg.data.synthetic import Scene, generate_scene
+from promptseg.io import write_json_atomically
 from promptseg.masks import mask_boxes_xyxy
 
 PathLike = Union[str, "os.PathLike[str]"]

@@ -10,6 +10,8 @@ from importlib import resources
 import numpy as np
 from PIL import Image
 
+from promptseg.io import decode_image
+
 FILL_KINDS = ("flat", "gradient", "stripes", "checker", "noise")
 
 
@@ -52,7 +54,7 @@ def fill(size: int, rng: np.random.Generator, kind: str) -> np.ndarray:
 def _photographs() -> tuple[np.ndarray, ...]:
     folder = resources.files("promptseg.data") / "backgrounds"
     return tuple(
-        np.array(Image.open(folder / name).convert("RGB"))
+        decode_image((folder / name).read_bytes(), name)
         for name in sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".jpg"))
     )
 

@@ -3,18 +3,33 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Mapping, Optional, Protocol, Sequence
 
 import torch
 
 from promptseg.decoders.base import DecodeResult, Decoder, select_outputs
-from promptseg.encoders.engine import Engine
 from promptseg.modeling import Sam
 from promptseg.prompts.batch import PromptBatch
 from promptseg.prompts.tokens import NOT_A_POINT
 
-if TYPE_CHECKING:
-    from promptseg.export.profiles import EngineLimits
+
+
+class DecoderEngine(Protocol):
+    """Runs the batched-decoder graph: input tensors by name in, output tensors by name out (the
+    decoders' side of the engines that ``promptseg.encoders.engine.Engine`` describes for encoders;
+    the two seams import nothing of each other)."""
+
+    device: torch.device
+
+    def __call__(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]: ...
+
+
+class ShapeLimits(Protocol):
+    """The shape limits an engine was built with (``promptseg.export.profiles.EngineLimits``)."""
+
+    max_prompts: int
+    max_images: int
+    max_points: int
 
 
 class EngineDecoder(Decoder):
@@ -24,7 +39,7 @@ class EngineDecoder(Decoder):
     measuring are the :class:`~promptseg.decoders.Decoder` defaults (the PyTorch reference arithmetic)."""
 
     def __init__(
-        self, engine: Engine, limits: Optional["EngineLimits"], num_mask_tokens: int, mask_size: int
+        self, engine: DecoderEngine, limits: Optional[ShapeLimits], num_mask_tokens: int, mask_size: int
     ) -> None:
         """
         Args:
@@ -40,7 +55,7 @@ class EngineDecoder(Decoder):
         self.mask_size = mask_size
 
     @classmethod
-    def for_model(cls, engine: Engine, model: Sam, limits: Optional["EngineLimits"] = None) -> "EngineDecoder":
+    def for_model(cls, engine: DecoderEngine, model: Sam, limits: Optional[ShapeLimits] = None) -> "EngineDecoder":
         """The decoder engine exported from ``model``: its mask count and low-res mask size."""
         return cls(engine, limits, model.mask_decoder.num_mask_tokens, model.prompt_encoder.mask_input_size[0])
 

@@ -18,14 +18,16 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
-from promptseg.amg.outputs import is_done, run_settings, warn_on_other_settings, write_coco
+from promptseg.amg.outputs import run_settings, write_coco
 from promptseg.distributed.cluster import cluster_gpus, connect, require_ray
 from promptseg.distributed.faults import FaultInjection
 from promptseg.distributed.sources import SourceLike, file_name, resolve_source
-from promptseg.distributed.worker import DTYPES, MaskWorker, WorkerSpec, decode_images
+from promptseg.distributed.worker import MaskWorker, WorkerSpec, decode_images
 from promptseg.distributed.writer import RunSummary, RunWriter
+from promptseg.io import IMAGE_SUFFIXES, RunRecords
+from promptseg.settings import RUN_SETTINGS, GeneratorSettings, dtype_from_name, preset_for
 
 IN_FLIGHT_PER_ACTOR = 2
 MAX_READ_BLOCKS = 20_000
@@ -39,11 +41,7 @@ def generate_masks(
     checkpoint: Optional[Union[str, os.PathLike]] = None,
     device: Optional[str] = None,
     dtype: str = "float32",
-    points_per_side: int = 32,
-    pred_iou_thresh: float = 0.88,
-    stability_score_thresh: float = 0.95,
-    crop_n_layers: int = 0,
-    min_mask_region_area: int = 0,
+    settings: Optional[GeneratorSettings] = None,
     mask_pngs: bool = False,
     address: Optional[str] = None,
     workers: int = 1,
@@ -52,6 +50,8 @@ def generate_masks(
     batch_size: int = 1,
     fault_injection: Optional[FaultInjection] = None,
     verbose: bool = True,
+    retry_failed: bool = True,
+    **overrides: Any,
 ) -> RunSummary:
     """Segment every image of ``source`` into ``out``, in the files of ``promptseg amg``.
 
@@ -62,8 +62,8 @@ def generate_masks(
             Images with a record there are skipped: a re-run resumes.
         model, checkpoint, device, dtype: as ``promptseg amg``; no model and no checkpoint: the
             bundled model. The checkpoint must be readable on every worker node.
-        points_per_side, pred_iou_thresh, stability_score_thresh, crop_n_layers,
-            min_mask_region_area: the mask generator's options.
+        settings: the mask generator's settings; None: the model's preset
+            (:func:`promptseg.settings.preset_for`: the bundled preset for the bundled model).
         mask_pngs: also write one PNG per mask (``--format png``).
         address: Ray cluster to join; None: ``RAY_ADDRESS`` if set, else a local Ray. A Ray
             already initialised in this process is used as it is.
@@ -72,33 +72,38 @@ def generate_masks(
         batch_size: images per decode task and per actor call (encoded together).
         fault_injection: a test hook that kills an actor once (:class:`FaultInjection`).
         verbose: print the plan, Ray Data's progress and the summary line.
+        retry_failed: process again the images an earlier run listed in ``failures.jsonl``; False
+            leaves them out and listed (``promptseg amg`` without ``--retry-failed``).
+        overrides: generator settings to change (setting name -> value; None keeps the
+            setting), e.g. ``points_per_side=16``.
     Returns:
         A :class:`RunSummary` (images, masks, images/s, failures).
     """
-    for name, value in (("workers", workers), ("batch_size", batch_size), ("points_per_side", points_per_side)):
+    for name, value in (("workers", workers), ("batch_size", batch_size)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be an int >= 1, got {value!r}")
     for name, value in (("gpus_per_worker", gpus_per_worker), ("cpus_per_worker", cpus_per_worker)):
         if value is not None and (not isinstance(value, (int, float)) or value < 0):
             raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    dtype_from_name(dtype)
+    generator = (preset_for(model, checkpoint) if settings is None else settings).replace(**overrides)
     ray = require_ray()
     out = Path(out)
     images = resolve_source(source)
-    settings = run_settings(
-        model, str(checkpoint) if checkpoint is not None else None, dtype, points_per_side, pred_iou_thresh,
-        stability_score_thresh, crop_n_layers, min_mask_region_area,
+    settings_record = run_settings(
+        model, str(checkpoint) if checkpoint is not None else None, dtype,
+        **{name: getattr(generator, name) for name in RUN_SETTINGS},
     )
-    todo = list(images.paths) if images.remote else [p for p in images.paths if not is_done(out, file_name(p))]
-    skipped_before = 0 if images.remote else len(images.paths) - len(todo)
+    records = RunRecords(out)
+    plan = records.plan([] if images.remote else images.paths, name=file_name, retry_failed=retry_failed)
+    todo = list(images.paths) if images.remote else list(plan.todo)
+    skipped_before = len(plan.done)
     if verbose:
-        where = "remote source, done images skipped as they are read" if images.remote else (
-            f"{len(images.paths)} image(s): {skipped_before} already done in {out}, {len(todo)} to do")
+        where = "remote source, done images skipped as they are read" if images.remote else plan.line(out)
         print(where)
         if model is not None and checkpoint is None:
             print("WARNING: no checkpoint was given, so the model has RANDOM WEIGHTS", file=sys.stderr)
-    warn_on_other_settings(out, settings)
+    records.warn_on_other_settings(settings_record)
 
     started_ray = connect(address, min_cpus=math.ceil(workers * cpus_per_worker) + 1)
     try:
@@ -106,18 +111,13 @@ def generate_masks(
         spec = WorkerSpec(
             model=model, checkpoint=str(Path(checkpoint).resolve()) if checkpoint is not None else None,
             device=device, dtype=dtype, threads=max(1, int(cpus_per_worker)),
-            generator={
-                "points_per_side": points_per_side, "pred_iou_thresh": pred_iou_thresh,
-                "stability_score_thresh": stability_score_thresh, "crop_n_layers": crop_n_layers,
-                "min_mask_region_area": min_mask_region_area,
-            },
-            settings=settings, mask_pngs=mask_pngs, fault=fault_injection,
+            generator=generator.generator_kwargs(), settings=settings_record, mask_pngs=mask_pngs,
+            fault=fault_injection,
         )
-        writer = RunWriter(out)
+        writer = RunWriter(out, keep_failures=[file_name(path) for path in plan.failed])
         started = time.perf_counter()
         if todo:
-            done = frozenset(p.name[: -len(".json")] for p in (out / "records").glob("*.json")) if images.remote \
-                else frozenset()
+            done = records.done_names() if images.remote else frozenset()
             dataset = _pipeline(ray, images.remote, todo, done, spec, workers, gpus, cpus_per_worker, batch_size)
             writer.consume(dataset.iter_rows())
         names = sorted(writer.names) if images.remote else [file_name(p) for p in images.paths]
@@ -154,6 +154,4 @@ def _pipeline(ray, remote, todo, done, spec, workers, gpus, cpus_per_worker, bat
 
 
 def _extensions() -> list[str]:
-    from promptseg.amg.outputs import IMAGE_SUFFIXES
-
     return [suffix.lstrip(".") for suffix in IMAGE_SUFFIXES]

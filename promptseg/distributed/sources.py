@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Sequence, Union
 
-from promptseg.amg.outputs import IMAGE_SUFFIXES
+from promptseg.io import IMAGE_SUFFIXES, is_image_name
 
 SourceLike = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 GLOB_CHARACTERS = "*?["
@@ -81,10 +81,6 @@ def resolve_source(source: SourceLike) -> ImageSource:
     return ImageSource(tuple(items), remote=False)
 
 
-def _is_image(path: str) -> bool:
-    return path.lower().endswith(IMAGE_SUFFIXES)
-
-
 def _expand(entry: str) -> list[str]:
     if is_remote(entry):
         return [entry]
@@ -92,11 +88,11 @@ def _expand(entry: str) -> list[str]:
         entry = entry[len("file://"):]
     path = Path(entry)
     if path.is_dir():
-        return [str(p) for p in path.iterdir() if p.is_file() and _is_image(p.name)]
+        return [str(p) for p in path.iterdir() if p.is_file() and is_image_name(p.name)]
     if path.is_file():
-        return [str(path)] if _is_image(path.name) else _read_list(path)
+        return [str(path)] if is_image_name(path.name) else _read_list(path)
     if any(character in entry for character in GLOB_CHARACTERS):
-        return [p for p in glob.glob(entry, recursive=True) if os.path.isfile(p) and _is_image(p)]
+        return [p for p in glob.glob(entry, recursive=True) if os.path.isfile(p) and is_image_name(p)]
     raise FileNotFoundError(f"image, folder, file list or glob not found: {entry}")
 
 

@@ -8,7 +8,6 @@ stops the run; the driver lists it in ``failures.jsonl``.
 
 from __future__ import annotations
 
-import io
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,18 +17,15 @@ import numpy as np
 
 from promptseg.distributed.faults import FaultInjection
 from promptseg.distributed.sources import file_name
+from promptseg.io import decode_image, error_text
 
 Batch = dict[str, Any]
-DTYPES = ("float32", "bfloat16", "float16")
 NO_IMAGE = np.zeros((0, 0, 3), dtype=np.uint8)
 
 
-def _error_text(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
-
-
 def decode_images(batch: Batch, done: frozenset = frozenset()) -> Batch:
-    """Read (unless Ray Data read the ``bytes`` already) and decode each row's image.
+    """Read (unless Ray Data read the ``bytes`` already) and decode each row's image, by the rules of
+    :func:`promptseg.io.read_image` (EXIF orientation, pixel limit, truncation).
 
     Args:
         batch: columns ``path`` and, for remote sources, ``bytes``.
@@ -38,8 +34,6 @@ def decode_images(batch: Batch, done: frozenset = frozenset()) -> Batch:
         Columns ``name``, ``path``, ``image`` ((H, W, 3) uint8 RGB; (0, 0, 3) when there is none),
         ``skipped``, ``error`` ('' when none) and ``stage``.
     """
-    from PIL import Image
-
     names, paths, images, skipped, errors, stages = [], [], [], [], [], []
     for index, path in enumerate(batch["path"]):
         path = str(path)
@@ -48,10 +42,9 @@ def decode_images(batch: Batch, done: frozenset = frozenset()) -> Batch:
         if name not in done:
             try:
                 data = bytes(batch["bytes"][index]) if "bytes" in batch else Path(path).read_bytes()
-                with Image.open(io.BytesIO(data)) as opened:
-                    image = np.array(opened.convert("RGB"))
+                image = decode_image(data, path)
             except Exception as failure:  # noqa: BLE001 - any unreadable image is reported, not fatal
-                error = _error_text(failure)
+                error = error_text(failure)
         names.append(name)
         paths.append(path)
         images.append(image)
@@ -83,7 +76,7 @@ class WorkerSpec:
             in the checkpoint.
         checkpoint: weights file, readable on every worker node; None with no model: bundled.
         device: torch device; None: cuda when the actor was given a GPU, else cpu.
-        dtype: 'float32', 'bfloat16' or 'float16'.
+        dtype: a name of :data:`promptseg.settings.DTYPES`.
         threads: torch CPU threads of the actor.
         generator: SamAutomaticMaskGenerator keyword arguments.
         settings: the settings stored in each record.
@@ -111,10 +104,11 @@ class MaskWorker:
         from promptseg.automatic import SamAutomaticMaskGenerator
         from promptseg.build import build_sam
         from promptseg.bundled import build_bundled_sam
+        from promptseg.settings import dtype_from_name
 
         torch.set_num_threads(max(1, spec.threads))
         device = spec.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[spec.dtype]
+        dtype = dtype_from_name(spec.dtype)
         if spec.model is None and spec.checkpoint is None:
             model = build_bundled_sam(device=device, dtype=dtype)
         else:
@@ -137,7 +131,7 @@ class MaskWorker:
         outputs, masks = [b""] * count, [0] * count
         for i, result in zip(todo, results):
             if isinstance(result, BaseException):
-                errors[i], stages[i] = _error_text(result), "generate"
+                errors[i], stages[i] = error_text(result), "generate"
                 continue
             rendered = render_image(str(batch["name"][i]), np.asarray(batch["image"][i]), result, self.spec.settings,
                                     self.spec.mask_pngs)

@@ -9,15 +9,13 @@ model's graphs exported once to :mod:`promptseg.encoders.cache`). :class:`Engine
 any exported encoder engine (ONNX Runtime, TensorRT).
 """
 
-from promptseg.encoders.auto import CPU_ENGINE_ENV, ENGINES, EngineChoice, choose_engine, default_image_encoder
+from promptseg.encoders.auto import EngineChoice, choose_engine, default_image_encoder
 from promptseg.encoders.base import ImageEncoder
 from promptseg.encoders.engine import EngineImageEncoder
 from promptseg.encoders.module import ModuleImageEncoder
 from promptseg.encoders.onnxruntime import OnnxRuntimeEngine, OnnxRuntimeImageEncoder
 
 __all__ = [
-    "CPU_ENGINE_ENV",
-    "ENGINES",
     "EngineChoice",
     "EngineImageEncoder",
     "ImageEncoder",

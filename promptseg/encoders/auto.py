@@ -31,19 +31,7 @@ from promptseg.encoders.cache import CacheEntry, find_entry
 from promptseg.encoders.module import ModuleImageEncoder
 from promptseg.encoders.onnxruntime import OnnxRuntimeImageEncoder
 from promptseg.modeling import Sam
-
-CPU_ENGINE_ENV = "PROMPTSEG_CPU_ENGINE"
-"""Overrides ``engine="auto"``: ``torch``, ``onnxruntime`` or ``onnxruntime-int8``."""
-ENGINES = ("auto", "torch", "onnxruntime", "onnxruntime-int8")
-ONNXRUNTIME_ENGINES = ("onnxruntime", "onnxruntime-int8")
-
-
-def check_engine(engine: str, source: str = "engine") -> str:
-    """``engine`` if it is one of :data:`ENGINES`, else a ValueError naming them (and ``source``)."""
-    if engine not in ENGINES:
-        raise ValueError(f"{source} must be one of {list(ENGINES)}, got {engine!r}")
-    return engine
-
+from promptseg.settings import CPU_ENGINE_ENV, ONNXRUNTIME_ENGINES, check_cpu_engine
 
 def onnxruntime_installed() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
@@ -80,7 +68,7 @@ def requested_engine(model: Sam) -> tuple[Optional[str], str]:
     ``PROMPTSEG_CPU_ENGINE`` is set. None: the model was not built by ``build_sam``."""
     engine = getattr(model.image_encoder, "engine", None)
     if engine == "auto" and os.environ.get(CPU_ENGINE_ENV):
-        return check_engine(os.environ[CPU_ENGINE_ENV], CPU_ENGINE_ENV), f"{CPU_ENGINE_ENV}={os.environ[CPU_ENGINE_ENV]}"
+        return check_cpu_engine(os.environ[CPU_ENGINE_ENV], CPU_ENGINE_ENV), f"{CPU_ENGINE_ENV}={os.environ[CPU_ENGINE_ENV]}"
     return engine, f"engine={engine!r}"
 
 
@@ -89,8 +77,8 @@ def choose_engine(model: Sam, cache_dir: Optional[os.PathLike] = None) -> Engine
 
     Raises:
         FileNotFoundError: an ONNX Runtime engine was asked for, but the model's export is not in
-            the cache (build it with ``promptseg.export.prepare_cpu_engine``, which ``build_sam``
-            calls for ``engine="onnxruntime"``), for example because the weights changed since.
+            the cache (build it with ``promptseg.export.prepare_engine``, which ``promptseg.build_sam``
+            calls), for example because the weights changed since.
     """
     engine, source = requested_engine(model)
     if engine in (None, "torch"):
@@ -102,7 +90,7 @@ def choose_engine(model: Sam, cache_dir: Optional[os.PathLike] = None) -> Engine
         if entry is None or (engine == "onnxruntime-int8" and not entry.has_int8):
             raise FileNotFoundError(
                 f"{source} asks for ONNX Runtime, but no {engine} export of this model's weights is cached: run "
-                "promptseg.export.prepare_cpu_engine(model, int8=...) (build_sam(..., engine=...) does), after any "
+                "promptseg.export.prepare_engine(model) (promptseg.build_sam(..., engine=...) and the CLI do), after any "
                 "change of the weights"
             )
         return EngineChoice(engine, f"asked for ({source})", entry)

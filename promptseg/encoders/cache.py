@@ -82,7 +82,7 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             found[package] = "absent"
     if found["promptseg"] == "absent":  # a source checkout that was never installed
-        from promptseg import __version__
+        from promptseg.version import __version__
 
         found["promptseg"] = __version__
     found["torch"] = torch.__version__

@@ -10,7 +10,8 @@ ONNX (needs the ``onnx`` package; ``onnxruntime`` to run or quantise):
 * :func:`export_onnx_bundle`: all three plus a JSON description (``promptseg export onnx``).
 
 ONNX Runtime as the CPU engine: :func:`prepare_cpu_engine` exports a model's graphs once into the
-cache that ``build_sam(..., engine="onnxruntime")`` and the predictors use (docs/cpu.md).
+cache that the predictors use (docs/cpu.md); :func:`prepare_engine` does it where the model asks for
+that engine (``promptseg.build_sam(..., engine="onnxruntime")`` calls it).
 
 TensorRT (needs ``tensorrt`` >= 10 and a GPU): :mod:`promptseg.export.tensorrt`.
 """
@@ -24,7 +25,7 @@ from promptseg.export.onnx_decoder import export_onnx_batched_decoder, export_on
 from promptseg.export.onnx_encoder import export_onnx_encoder
 from promptseg.export.onnx_graph import tensorrt_hazards
 from promptseg.export.onnx_quantize import quantize_encoder_int8, quantize_onnx
-from promptseg.export.onnxruntime_cache import prepare_cpu_engine
+from promptseg.export.onnxruntime_cache import prepare_cpu_engine, prepare_engine
 from promptseg.export.onnxruntime_engine import OnnxRuntimeEngine
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "export_onnx_decoder",
     "export_onnx_encoder",
     "prepare_cpu_engine",
+    "prepare_engine",
     "quantize_encoder_int8",
     "quantize_onnx",
     "tensorrt_hazards",

@@ -8,12 +8,12 @@ from typing import Any, Optional
 
 import torch
 
-import promptseg
 from promptseg.export.onnx_common import DEFAULT_OPSET, PathLike, check_opset, describe_onnx
 from promptseg.export.onnx_decoder import export_onnx_batched_decoder, export_onnx_decoder
 from promptseg.export.onnx_encoder import export_onnx_encoder
 from promptseg.export.onnx_quantize import quantize_onnx
 from promptseg.modeling import Sam
+from promptseg.version import __version__
 
 DESCRIPTION_FILE = "export.json"
 FORMAT_VERSION = 1
@@ -66,7 +66,7 @@ def export_onnx_bundle(
             quantize_onnx(files[name], files[f"{name}_quantized"])
     description = {
         "format_version": FORMAT_VERSION,
-        "promptseg_version": promptseg.__version__,
+        "promptseg_version": __version__,
         "model_type": model_type,
         "weights": weights if weights is not None else "random",
         "random_weights": weights is None,

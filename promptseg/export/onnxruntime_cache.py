@@ -1,6 +1,7 @@
 """Exporting a model's graphs once into the CPU engine's cache (:mod:`promptseg.encoders.cache`).
 
-:func:`prepare_cpu_engine` is what ``build_sam(..., engine="onnxruntime")`` runs: it writes the
+:func:`prepare_engine` is what ``promptseg.build_sam(..., engine="onnxruntime")`` runs (and the CLI):
+where the model asks for an ONNX Runtime engine, :func:`prepare_cpu_engine` writes the
 float32 image encoder and the batched decoder (and, for int8, a dynamically quantised encoder whose
 agreement with float32 it measures) unless the cache has them already. Entries appear atomically:
 a new entry is exported into a scratch folder beside it and renamed into place, and a file added
@@ -10,7 +11,6 @@ crashed export leaves no entry that a reader would take for complete.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -19,14 +19,29 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
 from tqdm.auto import tqdm
 
+from promptseg.encoders.auto import requested_engine
 from promptseg.encoders.cache import CACHE_OPSET, DESCRIPTION_FILE, CacheEntry, entry_for, model_label, versions, weights_hash
 from promptseg.export.int8_accuracy import INT8_MIN_MASK_IOU, measure_int8_agreement
 from promptseg.export.onnx_decoder import export_onnx_batched_decoder
 from promptseg.export.onnx_encoder import export_onnx_encoder
 from promptseg.export.onnx_quantize import quantize_encoder_int8
+from promptseg.io import atomic_path, write_json_atomically
 from promptseg.modeling import Sam
+from promptseg.settings import ONNXRUNTIME_ENGINES
+
+
+def prepare_engine(model: Sam) -> Sam:
+    """Export ``model``'s graphs to the cache (once) where its requested CPU engine is an ONNX Runtime
+    one: ``model.image_encoder.engine`` (``build_sam(engine=...)``), or ``$PROMPTSEG_CPU_ENGINE`` for
+    ``auto``. The override applies to float32 models on the CPU only; others are returned as they are.
+    Returns ``model``, unchanged."""
+    wanted, _ = requested_engine(model)
+    if wanted in ONNXRUNTIME_ENGINES and model.device.type == "cpu" and model.dtype == torch.float32:
+        prepare_cpu_engine(model, int8=wanted == "onnxruntime-int8")
+    return model
 
 
 def prepare_cpu_engine(
@@ -86,7 +101,7 @@ def _export_entry(model: Sam, entry: CacheEntry, progress: bool) -> None:
             "export_seconds": seconds,
             "image_size": model.image_encoder.img_size,
         }
-        (scratch / DESCRIPTION_FILE).write_text(json.dumps(description, indent=2) + "\n")
+        write_json_atomically(scratch / DESCRIPTION_FILE, description)
         if entry.folder.exists():  # an incomplete leftover, or a concurrent export that finished first
             if entry.complete:
                 return
@@ -98,10 +113,7 @@ def _export_entry(model: Sam, entry: CacheEntry, progress: bool) -> None:
 
 def _add_int8_encoder(model: Sam, entry: CacheEntry, progress: bool) -> None:
     """Quantise the entry's encoder, measure it against float32, and add both to the entry."""
-    handle, scratch_name = tempfile.mkstemp(prefix=".encoder_int8-", suffix=".onnx", dir=entry.folder)
-    os.close(handle)
-    scratch = Path(scratch_name)
-    try:
+    with atomic_path(entry.int8_encoder) as scratch:
         with tqdm(total=2, desc="making the int8 encoder (once)", unit="step", disable=not progress) as bar:
             bar.set_postfix_str("quantise")
             start = time.perf_counter()
@@ -111,20 +123,9 @@ def _add_int8_encoder(model: Sam, entry: CacheEntry, progress: bool) -> None:
             bar.set_postfix_str("measure against float32")
             agreement = measure_int8_agreement(model, entry.encoder, scratch)
             bar.update()
-        os.replace(scratch, entry.int8_encoder)
-    finally:
-        scratch.unlink(missing_ok=True)
     description = entry.description()
     description["int8"] = {**agreement, "quantize_seconds": quantize_seconds}
-    _write_text_atomically(entry.description_path, json.dumps(description, indent=2) + "\n")
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a scratch file beside it and a rename (no reader sees half a file)."""
-    handle, scratch = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(handle, "w") as file:
-        file.write(text)
-    os.replace(scratch, path)
+    write_json_atomically(entry.description_path, description)
 
 
 def describe_cached(model: Sam, cache_dir: Optional[os.PathLike] = None) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 :func:`token_attention` is the op the model calls; :func:`gathered_token_attention` is its variant
 in which P prompts read shared query or key/value rows through an index (one row per image)
 instead of P copies. Both run ``torch.ops.promptseg`` kernels (``csrc/decoder_attention.cu``) on
-CUDA bf16/fp16 tensors with head_dim 8, 16, 32 or 64, and their PyTorch references otherwise.
+CUDA bf16/fp16 tensors with a head_dim the kernel is compiled for (csrc/kernel_limits.h, read through
+:func:`promptseg.ops.dispatch.kernel_limits`), and their PyTorch references otherwise.
 """
 
 from __future__ import annotations
@@ -13,12 +14,9 @@ from typing import Optional
 
 import torch
 
-from promptseg.ops.dispatch import kernel_for
+from promptseg.ops.dispatch import kernel_for, kernel_limits
 from promptseg.ops.fakes import register_fake_if_built
 from promptseg.ops.precision import statistics_dtype
-
-KERNEL_HEAD_DIMS = (8, 16, 32, 64)
-"""Head dims the CUDA kernel is compiled for."""
 
 
 def token_attention(
@@ -189,10 +187,13 @@ def _batch_view(x: torch.Tensor, batch: int) -> torch.Tensor:
 
 
 def _kernel_supports(q: torch.Tensor, k: torch.Tensor, num_heads: int) -> bool:
-    """Shapes the kernel handles: (B, N, C) inputs, head_dim in :data:`KERNEL_HEAD_DIMS`, at least one key."""
+    """Shapes the kernel handles: (B, N, C) inputs, a compiled head_dim (the ``head_dims`` of
+    :func:`promptseg.ops.dispatch.kernel_limits`), at least one key. Both ops share the kernel and
+    its limits; without the extension nothing is handled."""
     if q.dim() != 3 or k.dim() != 3 or num_heads < 1 or q.shape[2] % num_heads != 0:
         return False
-    return q.shape[2] // num_heads in KERNEL_HEAD_DIMS and k.shape[1] >= 1
+    limits = kernel_limits("token_attention")
+    return bool(limits) and q.shape[2] // num_heads in limits["head_dims"] and k.shape[1] >= 1
 
 
 def _kernel_rows(x: torch.Tensor) -> torch.Tensor:

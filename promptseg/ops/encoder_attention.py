@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from promptseg.ops.cpu_attention import cpu_attention_applies, grid_attention_cpu
-from promptseg.ops.dispatch import kernel_for
+from promptseg.ops.dispatch import kernel_for, kernel_limits
 from promptseg.ops.fakes import register_fake_if_built
 from promptseg.ops.precision import statistics_dtype
 from promptseg.ops.rel_pos import rel_pos_logits
@@ -23,11 +23,6 @@ from promptseg.ops.windows import partition_windows, unpartition_windows
 # Attention probabilities of one chunk stay below this many elements (1 GiB of fp32).
 _MAX_CHUNK_ELEMENTS = 1 << 28
 
-KERNEL_HEAD_DIMS = (64, 80)
-"""Head dims the CUDA kernel is compiled for (ViT-B/L: 64, ViT-H: 80)."""
-KERNEL_MAX_GRID_SIDE_SUM = 128
-"""With a rel-pos bias, the kernel needs h + w <= this for the attended (h, w) grid: the per-query
-rel-pos logits live in shared memory (kVitMaxGridSideSum in csrc/encoder_attention.cuh)."""
 
 
 def vit_attention(
@@ -66,8 +61,11 @@ def vit_attention(
 
 
 def kernel_supports(qkv_shape: tuple[int, ...], num_heads: int, window_size: int, has_rel_pos: bool) -> bool:
-    """Whether the CUDA kernel handles this shape: head_dim in :data:`KERNEL_HEAD_DIMS` and, with a
-    rel-pos bias, an attended grid (the window, or the whole (H, W) grid) with h + w <= 128.
+    """Whether the CUDA kernel handles this shape, by the limits the extension states
+    (:func:`promptseg.ops.dispatch.kernel_limits`; csrc/kernel_limits.h): a compiled head_dim
+    (``head_dims``) and, with a rel-pos bias, an attended grid (the window, or the whole (H, W)
+    grid) with h + w <= ``max_grid_side_sum`` (the per-query rel-pos logits live in shared
+    memory). False without the extension.
 
     Args:
         qkv_shape: (B, H, W, 3*C) shape of the qkv input.
@@ -75,11 +73,12 @@ def kernel_supports(qkv_shape: tuple[int, ...], num_heads: int, window_size: int
         window_size: window side, 0 for global attention.
         has_rel_pos: whether rel_pos_h / rel_pos_w are given.
     """
+    limits = kernel_limits("vit_attention")
     _, height, width, channels3 = qkv_shape
-    if channels3 // (3 * num_heads) not in KERNEL_HEAD_DIMS:
+    if not limits or channels3 // (3 * num_heads) not in limits["head_dims"]:
         return False
     grid_h, grid_w = (window_size, window_size) if window_size > 0 else (height, width)
-    return not has_rel_pos or grid_h + grid_w <= KERNEL_MAX_GRID_SIDE_SUM
+    return not has_rel_pos or grid_h + grid_w <= limits["max_grid_side_sum"]
 
 
 def _kernel_applies(

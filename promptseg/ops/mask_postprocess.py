@@ -15,12 +15,9 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from promptseg.ops.dispatch import kernel_for
+from promptseg.ops.dispatch import kernel_for, kernel_limits
 from promptseg.ops.fakes import register_fake_if_built
 from promptseg.ops.mask_stats import mask_areas, mask_boxes_xyxy
-
-MAX_KERNEL_WIDTH = 4096
-"""Widest low-res logits the kernel takes (it stages four rows in shared memory)."""
 
 
 class PostprocessedMasks(NamedTuple):
@@ -65,7 +62,8 @@ def mask_postprocess(
     """
     input_size, original_size = _check_inputs(low_res, input_size, original_size, image_size)
     kernel = kernel_for("mask_postprocess", low_res, backend=backend)
-    if kernel is not None and low_res.shape[-1] <= MAX_KERNEL_WIDTH:
+    # The kernel stages four rows of logits in shared memory, so it takes widths up to a limit.
+    if kernel is not None and low_res.shape[-1] <= kernel_limits("mask_postprocess")["max_low_res_width"]:
         masks, boxes, areas = kernel(
             low_res.contiguous(), input_size, original_size, image_size, float(threshold), return_logits, with_stats
         )

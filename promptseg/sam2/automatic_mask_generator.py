@@ -24,7 +24,8 @@ from promptseg.amg.filters import near_crop_edge
 from promptseg.amg.grids import build_all_layer_point_grids, generate_crop_boxes
 from promptseg.amg.mask_data import postprocess_small_regions as _postprocess_small_regions
 from promptseg.amg.nms import crop_nms_keep, nms_keep
-from promptseg.amg.rle import area_from_rle, coco_encode_rle, rle_to_mask, uncompressed_rles
+from promptseg.amg.rle import uncompressed_rles
+from promptseg.io.rle import area_from_rle, coco_encode_rle, rle_to_mask
 from promptseg.masks import mask_boxes_xyxy, stability_score
 from promptseg.prompts.validate import check_image
 from promptseg.sam2.modeling.sam2_base import SAM2Base

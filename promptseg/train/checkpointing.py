@@ -7,7 +7,6 @@ official ``segment_anything``), ``model.safetensors`` (the same weights), and
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,11 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
+from promptseg.io import atomic_path
+
 WEIGHTS_PTH = "model.pth"
 WEIGHTS_SAFETENSORS = "model.safetensors"
 TRAIN_STATE = "train_state.pt"
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    write(temporary)
-    os.replace(temporary, path)
 
 
 def fp32_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -34,13 +29,16 @@ def fp32_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
 def save_weights(model: nn.Module, out_dir: Path) -> None:
     """Write ``model.pth`` and ``model.safetensors`` into ``out_dir``."""
     state = fp32_state_dict(model)
-    _atomic_write(out_dir / WEIGHTS_PTH, lambda path: torch.save(state, path))
-    _atomic_write(out_dir / WEIGHTS_SAFETENSORS, lambda path: save_file(state, str(path)))
+    with atomic_path(out_dir / WEIGHTS_PTH) as temporary:
+        torch.save(state, temporary)
+    with atomic_path(out_dir / WEIGHTS_SAFETENSORS) as temporary:
+        save_file(state, str(temporary))
 
 
 def save_train_state(out_dir: Path, state: dict[str, Any]) -> None:
     """Write ``train_state.pt`` (tensors, numbers, strings and containers of them only)."""
-    _atomic_write(out_dir / TRAIN_STATE, lambda path: torch.save(state, path))
+    with atomic_path(out_dir / TRAIN_STATE) as temporary:
+        torch.save(state, temporary)
 
 
 def load_train_state(out_dir: Path) -> dict[str, Any]:

@@ -6,27 +6,30 @@
    full image size);
 4. combine them by a per-pixel maximum into one edge map, and thin it by edge NMS.
 
-Points are decoded through the predictor's :class:`promptseg.decoders.Decoder` with
-:func:`promptseg.amg.decoding.decode_points`, as the mask generator decodes its grid.
+Steps 1 and 2 are the mask generator's grid step (:func:`promptseg.automatic.grid_candidates`) on
+the whole image, with the settings :data:`EDGE_SETTINGS`.
 """
 
 from __future__ import annotations
 
-import numbers
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from promptseg.amg.decoding import decode_points, measure_masks
+from promptseg.amg.candidates import Crop
 from promptseg.amg.grids import build_point_grid
-from promptseg.amg.nms import nms_keep
+from promptseg.automatic import grid_candidates
 from promptseg.decoders import Decoder
 from promptseg.modeling import Sam
 from promptseg.predictor import SamPredictor
 from promptseg.prompts.validate import check_image
+from promptseg.settings import OFFICIAL, GeneratorSettings
 from promptseg.zeroshot.edge_maps import edge_nms, sobel_magnitude
+
+EDGE_SETTINGS = OFFICIAL.replace(points_per_side=16, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+"""The paper's recipe: a 16 x 16 grid (768 masks), no quality filter, box NMS at 0.7."""
 
 
 class EdgeDetector:
@@ -35,38 +38,33 @@ class EdgeDetector:
     def __init__(
         self,
         model: Sam,
-        points_per_side: int = 16,
-        points_per_batch: int = 64,
-        nms_thresh: float = 0.7,
-        pred_iou_thresh: float = 0.0,
-        stability_score_thresh: float = 0.0,
-        stability_score_offset: float = 1.0,
+        settings: Optional[GeneratorSettings] = None,
+        *,
+        nms_thresh: Optional[float] = None,
         thin: bool = True,
         decoder: Optional[Decoder] = None,
+        **overrides: Any,
     ) -> None:
         """
         Args:
             model: the SAM to prompt, on the device and in the dtype to run with.
-            points_per_side: the grid has points_per_side**2 points (16: the paper's 768 masks).
-            points_per_batch: points decoded together (each batch holds 3 * points_per_batch full-size maps).
-            nms_thresh: box IoU above which NMS drops a duplicate mask (1.0 keeps all).
-            pred_iou_thresh, stability_score_thresh: optional quality filters (0, the paper's recipe: none).
-            stability_score_offset: the logit offset of the stability score.
+            settings: the grid step's settings (default :data:`EDGE_SETTINGS`); of them, points_per_side
+                (the grid has points_per_side**2 points), points_per_batch, pred_iou_thresh,
+                stability_score_thresh (0: no quality filter, the paper's recipe), stability_score_offset
+                and box_nms_thresh apply.
+            nms_thresh: box IoU above which NMS drops a duplicate mask (1.0 keeps all); the
+                paper's name of ``box_nms_thresh``.
             thin: apply edge NMS (off gives the raw combined Sobel map).
             decoder: what decodes the points; default as ``SamPredictor``.
+            overrides: generator settings to change (setting name -> value), e.g. ``points_per_side=8``.
         """
-        for name, value in (("points_per_side", points_per_side), ("points_per_batch", points_per_batch)):
-            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if not 0.0 <= nms_thresh <= 1.0:
-            raise ValueError(f"nms_thresh must be in [0, 1], got {nms_thresh!r}")
+        if settings is not None and not isinstance(settings, GeneratorSettings):
+            raise TypeError(f"settings must be a GeneratorSettings or None, got {type(settings).__name__}")
+        self.settings = (EDGE_SETTINGS if settings is None else settings).replace(box_nms_thresh=nms_thresh, **overrides)
+        if self.settings.points_per_side is None:
+            raise ValueError("the edge detector prompts a grid of points_per_side**2 points; point_grids is not supported")
         self.predictor = SamPredictor(model, decoder=decoder)
-        self.points = build_point_grid(points_per_side)
-        self.points_per_batch = points_per_batch
-        self.nms_thresh = nms_thresh
-        self.pred_iou_thresh = pred_iou_thresh
-        self.stability_score_thresh = stability_score_thresh
-        self.stability_score_offset = stability_score_offset
+        self.points = build_point_grid(self.settings.points_per_side)
         self.thin = thin
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
@@ -106,30 +104,12 @@ class EdgeDetector:
         model, decoder = predictor.model, predictor.decoder
         original_size, input_size = predictor.original_sizes[slot], predictor.input_sizes[slot]
         height, width = original_size
-        model_points = torch.as_tensor(
-            predictor.transform.apply_coords(self.points * np.array([width, height]), original_size),
-            device=predictor.device,
-        )
-        low_res, scores, boxes, stability = [], [], [], []
-        for first in range(0, len(model_points), self.points_per_batch):
-            logits, iou = decode_points(decoder, predictor.features, slot, model_points[first : first + self.points_per_batch])
-            batch_boxes, batch_stability = measure_masks(
-                decoder, logits, input_size, original_size, model.image_encoder.img_size, model.mask_threshold,
-                self.stability_score_offset,
-            )
-            low_res.append(logits.flatten(0, 1))
-            scores.append(iou.flatten(0, 1).float())
-            boxes.append(batch_boxes)
-            stability.append(batch_stability)
-        low_res_all, score, box, stable = (torch.cat(parts) for parts in (low_res, scores, boxes, stability))
-        keep = (score > self.pred_iou_thresh) | (self.pred_iou_thresh <= 0)
-        keep &= (stable >= self.stability_score_thresh) | (self.stability_score_thresh <= 0)
-        index = keep.nonzero().squeeze(1)
-        index = index[nms_keep(box[index], score[index], self.nms_thresh)]
+        whole = Crop((0, 0, width, height), 0, (input_size[0], input_size[1]), self.points * np.array([width, height]))
+        low_res_all = grid_candidates(predictor, slot, whole, self.settings).low_res_logits
         combined = torch.zeros(original_size, dtype=torch.float32, device=predictor.device)
-        batch = 3 * self.points_per_batch
-        for first in range(0, len(index), batch):
-            chunk = low_res_all[index[first : first + batch]]
+        batch = 3 * self.settings.points_per_batch
+        for first in range(0, len(low_res_all), batch):
+            chunk = low_res_all[first : first + batch]
             logits = decoder.postprocess(
                 chunk[:, None], input_size, original_size, model.image_encoder.img_size, model.mask_threshold, True
             )[:, 0]

@@ -2,10 +2,11 @@
 (the paper's section 7.3).
 
 The paper runs "a slightly modified version" of its automatic mask generation pipeline and outputs
-the masks as proposals. The changes made here, each an argument of :class:`ProposalGenerator`:
+the masks as proposals. The changes made here:
 
-- the quality filters are loosened (``pred_iou_thresh`` 0.88 -> 0.5, ``stability_score_thresh``
-  0.95 -> 0.7), so that enough masks survive to fill a budget of up to 1000 proposals;
+- the quality filters are loosened (the ``proposals`` purpose of :func:`promptseg.settings.preset_for`:
+  ``pred_iou_thresh`` 0.88 -> 0.5, ``stability_score_thresh`` 0.95 -> 0.7 for SAM), so that enough
+  masks survive to fill a budget of up to 1000 proposals;
 - duplicates are removed by box NMS as in the generator (``box_nms_thresh`` 0.7), so that near
   copies do not crowd the budget;
 - no small-region clean-up (small proposals count in AR);
@@ -24,7 +25,10 @@ import numpy as np
 from promptseg.automatic import SamAutomaticMaskGenerator
 from promptseg.decoders import Decoder
 from promptseg.modeling import Sam
+from promptseg.settings import GeneratorSettings, preset, preset_for
 
+PROPOSAL_SETTINGS = preset("official", "proposals")
+"""The paper's proposal settings for SAM (the default of :class:`ProposalGenerator`)."""
 SCORES = ("predicted_iou", "stability_score", "product")
 Proposal = dict[str, Any]
 
@@ -35,35 +39,28 @@ class ProposalGenerator:
     def __init__(
         self,
         model: Sam,
-        points_per_side: int = 32,
-        points_per_batch: int = 64,
-        pred_iou_thresh: float = 0.5,
-        stability_score_thresh: float = 0.7,
-        box_nms_thresh: float = 0.7,
-        crop_n_layers: int = 0,
+        settings: Optional[GeneratorSettings] = None,
+        *,
         score: str = "predicted_iou",
         decoder: Optional[Decoder] = None,
+        **overrides: Any,
     ) -> None:
         """
         Args:
             model: the SAM to prompt.
-            points_per_side, points_per_batch, pred_iou_thresh, stability_score_thresh, box_nms_thresh,
-                crop_n_layers: as :class:`promptseg.SamAutomaticMaskGenerator` (defaults: see the module docstring).
+            settings: the generator settings (default :data:`PROPOSAL_SETTINGS`; for another model,
+                ``promptseg.settings.preset_for(model_type, purpose="proposals")``); ``output_mode``
+                is always ``coco_rle``.
             score: what ranks the proposals, one of :data:`SCORES`.
             decoder: what decodes the points; default as ``SamPredictor``.
+            overrides: generator settings to change (setting name -> value), e.g. ``points_per_side=16``.
         """
         if score not in SCORES:
             raise ValueError(f"score must be one of {list(SCORES)}, got {score!r}")
         self.score = score
-        self.generator = SamAutomaticMaskGenerator(
-            model,
-            points_per_side=points_per_side,
-            points_per_batch=points_per_batch,
-            pred_iou_thresh=pred_iou_thresh,
-            stability_score_thresh=stability_score_thresh,
-            box_nms_thresh=box_nms_thresh,
-            crop_n_layers=crop_n_layers,
-            output_mode="coco_rle",
+        settings = PROPOSAL_SETTINGS if settings is None else settings
+        self.generator = SamAutomaticMaskGenerator.from_settings(
+            model, settings, decoder=decoder, **overrides, output_mode="coco_rle"
         )
 
     def __call__(self, image: np.ndarray, k: int = 1000) -> list[Proposal]:
@@ -114,11 +111,12 @@ def proposals(image: np.ndarray, k: int = 1000, model: Optional[Sam] = None, **o
     """The best ``k`` class-agnostic mask proposals of an (H, W, 3) uint8 RGB image.
 
     Args:
-        model: the SAM to use; default the bundled model on the CPU.
+        model: the SAM to use; default the bundled model on the CPU (with the bundled preset's settings).
         options: :class:`ProposalGenerator` arguments.
     """
     if model is None:
         from promptseg.bundled import build_bundled_sam
 
         model = build_bundled_sam()
+        options.setdefault("settings", preset_for(None, purpose="proposals"))
     return ProposalGenerator(model, **options)(image, k=k)

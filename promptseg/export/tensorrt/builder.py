@@ -17,7 +17,6 @@ made (see docs/export.md).
 
 from __future__ import annotations
 
-import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from promptseg.export.tensorrt.cache import (
 )
 from promptseg.export.profiles import EngineLimits, Profile, decoder_profile, encoder_profile
 from promptseg.export.tensorrt.runtime import import_tensorrt
+from promptseg.io import write_bytes_atomically
 from promptseg.modeling import Sam
 
 PRECISION_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -98,7 +98,7 @@ def build_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}; see the TensorRT log above")
-    _write_atomically(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
+    write_bytes_atomically(timing_cache, bytes(memoryview(config.get_timing_cache().serialize())))
     return bytes(memoryview(serialized))
 
 
@@ -175,14 +175,6 @@ def build_sam_engines(
                 export_onnx_batched_decoder(model, onnx_path, dtype=graph_dtype)
             with torch.cuda.device(device):
                 engine = build_engine(onnx_path, profile, precision, timing_cache, workspace_bytes)
-        _write_atomically(paths[kind], engine)
+        write_bytes_atomically(paths[kind], engine)
     return SamEngines(encoder=paths["encoder"], decoder=paths["decoder"], precision=precision, limits=limits)
 
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, so that no reader sees a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    with os.fdopen(handle, "wb") as file:
-        file.write(data)
-    os.replace(temporary, path)

@@ -15,8 +15,8 @@ from promptseg.amg.crops import box_xyxy_to_xywh, uncrop_boxes_xyxy, uncrop_mask
 from promptseg.amg.filters import CROP_EDGE_TOLERANCE, near_crop_edge
 from promptseg.amg.grids import build_all_layer_point_grids, build_point_grid, generate_crop_boxes
 from promptseg.amg.regions import remove_small_regions
-from promptseg.amg.rle import area_from_rle, coco_encode_rle, rle_to_mask
-from promptseg.amg.rle import UncompressedRle, uncompressed_rles
+from promptseg.amg.rle import uncompressed_rles
+from promptseg.io.rle import UncompressedRle, area_from_rle, coco_encode_rle, rle_to_mask
 from promptseg.masks import mask_boxes_xyxy as batched_mask_to_box
 from promptseg.masks import stability_score
 
