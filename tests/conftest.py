@@ -104,3 +104,18 @@ def pytest_runtest_makereport(item, call):
         path, lineno = item.reportinfo()[:2]
         report.outcome = "skipped"
         report.longrepr = (str(path), (lineno or 0) + 1, f"Skipped: optional package {package} is not installed")
+
+
+@pytest.fixture(scope="session")
+def cpu_engine_cache(tmp_path_factory):
+    """A cache root (for PROMPTSEG_CACHE_DIR) holding the bundled model's ONNX Runtime export, float32
+    and int8, made once per session (seconds). It is not the suite's own cache (own_cpu_engine_cache),
+    so other tests keep choosing torch; a test points PROMPTSEG_CACHE_DIR here with monkeypatch."""
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from promptseg.bundled import build_bundled_sam
+    from promptseg.export import prepare_cpu_engine
+
+    root = tmp_path_factory.mktemp("cpu-engine-cache")
+    prepare_cpu_engine(build_bundled_sam(device="cpu"), int8=True, cache_dir=root / "onnxruntime", progress=False)
+    return root

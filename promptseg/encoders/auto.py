@@ -82,7 +82,7 @@ def choose_engine(model: Sam, cache_dir: Optional[os.PathLike] = None) -> Engine
     """
     engine, source = requested_engine(model)
     if engine in (None, "torch"):
-        return EngineChoice("torch", "asked for" if engine else "the model's own module")
+        return EngineChoice("torch", f"asked for ({source})" if engine else "the model's own module")
     if model.device.type != "cpu" or model.dtype != torch.float32:
         return EngineChoice("torch", f"the CPU engines run float32 on the CPU; the model is {model.dtype} on {model.device}")
     if engine in ONNXRUNTIME_ENGINES:

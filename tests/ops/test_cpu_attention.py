@@ -91,3 +91,32 @@ def test_window_partitioning_passes_gradients():
     value.grad = None
     windows.sum().backward()
     assert torch.equal(value.grad, torch.full((4,), 18 * 24 - 13 * 20.0))
+
+
+# vit_tiny as bundled (windows of 8 on a 32x32 grid: one block of windows; global 3 x 1024^2 tokens:
+# one block), and vit_b at 416 px (a 26x26 grid: windows of 14 with padding; global 12 x 676^2 > the
+# bias budget: query-row blocks, the last one partial).
+ENCODER_CASES = [("vit_tiny", {}), ("vit_b", {"image_size": 416})]
+
+
+@pytest.mark.parametrize("name, changes", ENCODER_CASES, ids=[name for name, _ in ENCODER_CASES])
+def test_the_encoder_on_the_cpu_path_matches_the_official_one(name, changes, monkeypatch):
+    """fp32 parity (<= 1e-4 relative, the project's bar) of the whole image encoder against the official
+    module, with the CPU path counted as taken in every attention layer."""
+    import dataclasses
+
+    from promptseg.configs import CONFIGS
+    from promptseg.ops import encoder_attention
+    from tests._support import model_pair
+
+    config = dataclasses.replace(CONFIGS[name], **changes)
+    official, ours = model_pair(config, seed=3)
+    calls = []
+    original = encoder_attention.grid_attention_cpu
+    monkeypatch.setattr(encoder_attention, "grid_attention_cpu", lambda *args: calls.append(1) or original(*args))
+    images = torch.randn(1, 3, config.image_size, config.image_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = official.image_encoder(images)
+        actual = ours.image_encoder(images)
+    assert len(calls) == config.encoder_depth
+    assert relative_error(actual, expected) <= 1e-4
