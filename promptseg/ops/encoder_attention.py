@@ -11,6 +11,8 @@ that ``torch.onnx.export`` traces into an ONNX graph (promptseg.export).
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple, Optional
+
 import torch
 
 from promptseg.ops.cpu_attention import cpu_attention_applies, grid_attention_cpu
@@ -23,6 +25,17 @@ from promptseg.ops.windows import partition_windows, unpartition_windows
 # Attention probabilities of one chunk stay below this many elements (1 GiB of fp32).
 _MAX_CHUNK_ELEMENTS = 1 << 28
 
+
+class _AttentionInputs(NamedTuple):
+    """The arguments of :func:`vit_attention` and of its kernel, in the kernel's order (shapes in
+    :func:`vit_attention`'s docstring); the helpers below take them positionally."""
+
+    qkv: torch.Tensor
+    num_heads: int
+    rel_pos_h: Optional[torch.Tensor]
+    rel_pos_w: Optional[torch.Tensor]
+    window_size: int
+    qkv_bias: Optional[torch.Tensor]
 
 
 def vit_attention(
@@ -53,11 +66,12 @@ def vit_attention(
     Returns:
         (B, H, W, C) attention output before the output projection.
     """
-    _check_inputs(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias)
+    inputs = _AttentionInputs(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias)
+    _check_inputs(*inputs)
     kernel = kernel_for("vit_attention", qkv, backend=backend)
-    if kernel is not None and _kernel_applies(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias):
-        return kernel(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias)
-    return vit_attention_reference(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias)
+    if kernel is not None and _kernel_applies(*inputs):
+        return kernel(*inputs)
+    return vit_attention_reference(*inputs)
 
 
 def kernel_supports(qkv_shape: tuple[int, ...], num_heads: int, window_size: int, has_rel_pos: bool) -> bool:
@@ -81,18 +95,12 @@ def kernel_supports(qkv_shape: tuple[int, ...], num_heads: int, window_size: int
     return not has_rel_pos or grid_h + grid_w <= limits["max_grid_side_sum"]
 
 
-def _kernel_applies(
-    qkv: torch.Tensor,
-    num_heads: int,
-    rel_pos_h: torch.Tensor | None,
-    rel_pos_w: torch.Tensor | None,
-    window_size: int,
-    qkv_bias: torch.Tensor | None,
-) -> bool:
-    """The conditions on top of :func:`promptseg.ops.dispatch.kernel_for` (which has checked that
+def _kernel_applies(*args: Any) -> bool:
+    """For :class:`_AttentionInputs` given positionally, the conditions on top of :func:`promptseg.ops.dispatch.kernel_for` (which has checked that
     qkv is a bf16/fp16 CUDA tensor): a supported shape, a contiguous qkv, the other tensors on
     qkv's device, a GPU of compute capability 8.0+, and no gradient wanted (the kernel has no
     backward, so training runs the reference)."""
+    qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias = _AttentionInputs(*args)
     if not kernel_supports(tuple(qkv.shape), num_heads, window_size, rel_pos_h is not None) or not qkv.is_contiguous():
         return False
     others = [tensor for tensor in (rel_pos_h, rel_pos_w, qkv_bias) if tensor is not None]
@@ -125,7 +133,7 @@ def vit_attention_reference(
 
     On CPU float32 inputs with no gradient wanted (and not ``export``), the same arithmetic runs in
     cache-sized blocks that never hold the full logits (:func:`promptseg.ops.cpu_attention.grid_attention_cpu`,
-    2-3x faster on a CPU); the results agree to float32 rounding.
+    less memory traffic on a CPU); the results agree to float32 rounding.
     """
     _check_inputs(qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias)
     if not export and cpu_attention_applies(qkv, rel_pos_h, rel_pos_w, qkv_bias):
@@ -195,14 +203,9 @@ def _attend(
     return probs.to(v.dtype) @ v
 
 
-def _check_inputs(
-    qkv: torch.Tensor,
-    num_heads: int,
-    rel_pos_h: torch.Tensor | None,
-    rel_pos_w: torch.Tensor | None,
-    window_size: int,
-    qkv_bias: torch.Tensor | None,
-) -> None:
+def _check_inputs(*args: Any) -> None:
+    """A ValueError naming the first of :class:`_AttentionInputs` (given positionally) that is malformed."""
+    qkv, num_heads, rel_pos_h, rel_pos_w, window_size, qkv_bias = _AttentionInputs(*args)
     if qkv.dim() != 4 or qkv.shape[-1] % (3 * num_heads) != 0:
         raise ValueError(
             f"vit_attention expects qkv of shape (B, H, W, 3*C) with C divisible by num_heads={num_heads}, "
