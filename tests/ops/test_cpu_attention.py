@@ -1,5 +1,5 @@
-"""The encoder attention's CPU path (promptseg.ops.cpu_attention) and the one-copy window partitioning,
-against the materialised reference form (``export=True``) and the traceable partitioning."""
+"""The encoder attention's CPU path (promptseg.ops.cpu_attention) against the materialised reference
+form (``export=True``) and, in a whole encoder, against the official module."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from promptseg.ops import cpu_attention, vit_attention_reference
-from promptseg.ops import windows as window_ops
 from tests._support import relative_error
 
 # (batch, H, W, heads, head_dim, window): windows with padding, a global grid in one block of
@@ -63,34 +62,6 @@ def test_cpu_path_applies_to_cpu_float32_without_gradients():
     out = vit_attention_reference(qkv, 2, weights, rel_w, 7, bias)
     out.sum().backward()
     assert weights.grad is not None and torch.equal(out, vit_attention_reference(qkv, 2, weights, rel_w, 7, bias, export=True))
-
-
-@pytest.mark.parametrize("size, window", [((16, 16), 7), ((14, 14), 7), ((13, 20), 6), ((5, 3), 8)])
-@pytest.mark.parametrize("pad_value", [False, True])
-def test_window_partitioning_equals_the_traceable_form(size, window, pad_value):
-    height, width = size
-    x = torch.randn(2, height, width, 5)
-    value = torch.randn(5) if pad_value else None
-    windows, padded = window_ops.partition_windows(x, window, value)
-    expected, expected_padded = window_ops._partition_traceable(x, window, value)
-    assert padded == expected_padded and torch.equal(windows, expected)
-    grid = window_ops.unpartition_windows(windows, window, padded, size)
-    assert torch.equal(grid, x) and grid.is_contiguous()
-    assert torch.equal(grid, window_ops._unpartition_traceable(windows, window, padded, size))
-    transposed = x.transpose(1, 2)  # a non-contiguous grid
-    assert torch.equal(window_ops.partition_windows(transposed, window)[0], window_ops._partition_traceable(transposed, window, None)[0])
-
-
-def test_window_partitioning_passes_gradients():
-    x = torch.randn(1, 13, 20, 4, requires_grad=True)
-    value = torch.randn(4, requires_grad=True)
-    windows, padded = window_ops.partition_windows(x, 6, value)
-    window_ops.unpartition_windows(2 * windows, 6, padded, (13, 20)).sum().backward()
-    assert torch.equal(x.grad, torch.full_like(x, 2.0)) and torch.equal(value.grad, torch.zeros(4))
-    windows, _ = window_ops.partition_windows(x, 6, value)
-    value.grad = None
-    windows.sum().backward()
-    assert torch.equal(value.grad, torch.full((4,), 18 * 24 - 13 * 20.0))
 
 
 # vit_tiny as bundled (windows of 8 on a 32x32 grid: one block of windows; global 3 x 1024^2 tokens:
