@@ -3,7 +3,7 @@
 :func:`promptseg.ops.vit_attention_reference` materialises the (R, T, T) attention logits, adds the
 two rel-pos factors to them (another full pass), takes the softmax (another) and multiplies by v:
 on a CPU the logits of a global layer (vit_b: 12 heads x 4096 x 4096 fp32, 805 MB) stream through
-memory five times, and that was half of the encoder's time (``benchmarks/NOTES.md``). Here the same
+memory several times: a third of the official encoder's CPU time (``benchmarks/NOTES.md``, CPU). Here the same
 arithmetic runs one block at a time (``vit_attention_reference`` partitions the windows and calls
 :func:`grid_attention_cpu` on CPU float32 inputs):
 
@@ -28,8 +28,8 @@ BIAS_BLOCK_ELEMENTS = 1 << 22
 """Elements of the rel-pos bias per fused-attention block (16 MiB of fp32): a block of whole small
 grids (windows) stays in a CPU's last-level cache between being written and being read."""
 GLOBAL_QUERY_ROWS = 256
-"""Query rows per block of a large grid (a global layer). 256 measured fastest of 32-256 at one and
-two threads (benchmarks/NOTES.md); the reused logits buffer is (heads, 256, T): 50 MB for vit_b,
+"""Query rows per block of a large grid (a global layer); chosen from an unrecorded measurement (see
+benchmarks/NOTES.md, CPU), to be checked by benchmarks/cpu.py. The reused logits buffer is (heads, 256, T): 50 MB for vit_b,
 where the reference holds 805 MB of logits and writes them five times."""
 
 
