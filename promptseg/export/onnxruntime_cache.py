@@ -17,7 +17,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -126,14 +126,3 @@ def _add_int8_encoder(model: Sam, entry: CacheEntry, progress: bool) -> None:
     description = entry.description()
     description["int8"] = {**agreement, "quantize_seconds": quantize_seconds}
     write_json_atomically(entry.description_path, description)
-
-
-def describe_cached(model: Sam, cache_dir: Optional[os.PathLike] = None) -> dict[str, Any]:
-    """What the cache holds for ``model``: ``{"folder", "complete", "int8", "description"}``."""
-    entry = entry_for(model, Path(cache_dir) if cache_dir is not None else None, CACHE_OPSET)
-    return {
-        "folder": str(entry.folder),
-        "complete": entry.complete,
-        "int8": entry.has_int8 if entry.complete else False,
-        "description": entry.description() if entry.complete else None,
-    }
