@@ -26,7 +26,7 @@ from promptseg.checkpoint import identify_model_type
 
 CACHE_ENV = "PROMPTSEG_CACHE_DIR"
 """Environment variable naming the cache root (also TensorRT's, see promptseg.export.tensorrt.cache)."""
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2
 """Bumped when the exported graphs change in a way that makes older entries wrong."""
 CACHE_OPSET = 17
 """The opset of the CPU engine's graphs."""
