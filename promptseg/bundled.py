@@ -37,5 +37,6 @@ def bundled_checkpoint() -> Path:
 def build_bundled_sam(
     device: Optional[Union[str, torch.device]] = None, dtype: Optional[torch.dtype] = None, engine: str = "auto"
 ) -> Sam:
-    """The bundled model, ready for ``SamPredictor``; ``engine`` as in :func:`promptseg.build_sam`."""
+    """The bundled model, ready for ``SamPredictor``; ``engine`` as in :func:`promptseg.build.build_sam`: it is
+    recorded, and an ONNX Runtime engine's export is made by ``promptseg.export.prepare_engine(model)``."""
     return build_sam(BUNDLED_MODEL_TYPE, checkpoint=bundled_checkpoint(), device=device, dtype=dtype, engine=engine)

@@ -1,7 +1,9 @@
 """Which engine embeds images on the CPU, and why: the choice ``SamPredictor`` makes for a model built by
 ``build_sam`` (or ``build_bundled_sam``, or the CLI) when it is given no ``encoder=``.
 
-A model carries what was asked for in ``model.image_encoder.engine`` (set by ``build_sam(engine=...)``):
+A model carries what was asked for in ``model.image_encoder.engine`` (recorded by ``build_sam(engine=...)``;
+the export an ONNX Runtime engine runs is made by ``promptseg.export.prepare_engine``, which the public
+``promptseg.build_sam`` and the CLI call):
 
 * ``torch``: the model's own module (on the CPU, float32 attention runs
   :func:`promptseg.ops.vit_attention`'s cache-blocked CPU path);
@@ -99,9 +101,9 @@ def choose_engine(model: Sam, cache_dir: Optional[os.PathLike] = None) -> Engine
     entry = find_entry(model, cache_dir)
     if entry is None:
         return EngineChoice(
-            "torch", "no ONNX Runtime export of these weights is cached (build_sam(..., engine='onnxruntime') makes one)"
+            "torch", "no ONNX Runtime export of these weights is cached (promptseg.build_sam(..., engine='onnxruntime') makes one)"
         )
-    return EngineChoice("onnxruntime", f"exact, and faster on CPUs; export cached in {entry.folder}", entry)
+    return EngineChoice("onnxruntime", f"exact, and its export is cached in {entry.folder}", entry)
 
 
 def default_image_encoder(model: Sam) -> tuple[ImageEncoder, Optional[EngineChoice]]:
