@@ -78,7 +78,8 @@ def choose_engine(model: Sam, cache_dir: Optional[os.PathLike] = None) -> Engine
     """The engine that embeds ``model``'s images (see the module docstring for the rules).
 
     Raises:
-        FileNotFoundError: an ONNX Runtime engine was asked for, but the model's export is not in
+        FileNotFoundError: an ONNX Runtime engine was asked for by ``build_sam(engine=...)`` (not by
+            ``PROMPTSEG_CPU_ENGINE``, which falls back to torch), but the model's export is not in
             the cache (build it with ``promptseg.export.prepare_engine``, which ``promptseg.build_sam``
             calls), for example because the weights changed since.
     """
@@ -90,6 +91,8 @@ def choose_engine(model: Sam, cache_dir: Optional[os.PathLike] = None) -> Engine
     if engine in ONNXRUNTIME_ENGINES:
         entry = find_entry(model, cache_dir)
         if entry is None or (engine == "onnxruntime-int8" and not entry.has_int8):
+            if source.startswith(CPU_ENGINE_ENV):  # a setting for every model: those not exported run torch
+                return EngineChoice("torch", f"{source}, but no {engine} export of these weights is cached")
             raise FileNotFoundError(
                 f"{source} asks for ONNX Runtime, but no {engine} export of this model's weights is cached: run "
                 "promptseg.export.prepare_engine(model) (promptseg.build_sam(..., engine=...) and the CLI do), after any "

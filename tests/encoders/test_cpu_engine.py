@@ -81,6 +81,9 @@ def test_an_onnxruntime_engine_that_is_not_exported_or_cannot_run(monkeypatch, t
     model = build_sam(bundled_checkpoint(), device="cpu", engine="onnxruntime")  # records, exports nothing
     with pytest.raises(FileNotFoundError, match="prepare_engine"):
         promptseg.SamPredictor(model)
+    monkeypatch.setenv("PROMPTSEG_CPU_ENGINE", "onnxruntime")  # the setting, unlike the argument, falls back
+    choice = choose_engine(build_bundled_sam(device="cpu"))
+    assert choice.engine == "torch" and "PROMPTSEG_CPU_ENGINE=onnxruntime, but no onnxruntime export" in choice.reason
     with pytest.raises(ValueError, match="runs float32 models on the CPU"):
         build_sam(bundled_checkpoint(), device="cpu", dtype=torch.bfloat16, engine="onnxruntime")
     with pytest.raises(ValueError, match="engine must be one of"):
