@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from promptseg.annotate.errors import bad_request
-from promptseg.errors import RleError
+from promptseg.errors import RleError, optional_module
 from promptseg.io.rle import CocoRle, column_major_counts, decompress_counts
 from promptseg.io.rle import checked_rle as checked_coco_rle
 
@@ -23,13 +23,7 @@ MAX_RLE_CHARS = MAX_RLE_RUNS
 
 def mask_utils():
     """pycocotools.mask, or a clear error naming the extra that installs it."""
-    try:
-        from pycocotools import mask
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ModuleNotFoundError(
-            'the annotation server needs pycocotools: pip install "promptseg[annotate]"'
-        ) from error
-    return mask
+    return optional_module("pycocotools.mask", "the annotation server", 'pip install "promptseg[annotate]"')
 
 
 def encode_masks(masks: np.ndarray) -> list[CocoRle]:

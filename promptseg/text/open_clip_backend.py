@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from promptseg.errors import CheckpointError
+from promptseg.errors import CheckpointError, optional_module
 from promptseg.text.encoder import ConceptEncoder
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -22,13 +22,7 @@ FOLDER_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 def import_open_clip() -> Any:
     """The ``open_clip`` module, or an ImportError saying how to install it."""
-    try:
-        import open_clip
-    except ImportError as error:
-        raise ImportError(
-            'the open_clip concept encoder needs open_clip; install it with: pip install "promptseg[clip]"'
-        ) from error
-    return open_clip
+    return optional_module("open_clip", "the open_clip concept encoder", 'pip install "promptseg[clip]"')
 
 
 def resolve_checkpoint(checkpoint: Union[str, Path]) -> Path:

@@ -208,16 +208,9 @@ def test_open_clip_backend_errors(tmp_path):
 
 
 def test_missing_open_clip_says_how_to_install(monkeypatch):
-    import builtins
+    import sys
 
-    real_import = builtins.__import__
-
-    def no_open_clip(name, *args, **kwargs):
-        if name == "open_clip":
-            raise ImportError("No module named 'open_clip'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_open_clip)
+    monkeypatch.setitem(sys.modules, "open_clip", None)  # as if it were not installed: importing it raises
     from promptseg.text.open_clip_backend import import_open_clip
 
     with pytest.raises(ImportError, match=r'pip install "promptseg\[clip\]"'):

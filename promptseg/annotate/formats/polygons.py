@@ -22,19 +22,14 @@ from typing import Any
 import numpy as np
 
 from promptseg.annotate.coco_masks import decode_mask, polygon_rle
+from promptseg.errors import optional_module
 
 DEFAULT_TOLERANCE = 0.5  # pixels
 
 
 def cv2_module():
     """OpenCV, or a clear error naming the package that installs it."""
-    try:
-        import cv2
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ModuleNotFoundError(
-            'polygons need OpenCV: pip install "promptseg[annotate]" (opencv-python-headless)'
-        ) from error
-    return cv2
+    return optional_module("cv2", "polygons", 'pip install "promptseg[annotate]" (opencv-python-headless)')
 
 
 def mask_rings(mask: np.ndarray, tolerance: float = DEFAULT_TOLERANCE) -> list[dict[str, Any]]:
