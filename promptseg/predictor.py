@@ -27,11 +27,10 @@ import torch
 from tqdm.auto import tqdm
 
 from promptseg.decoders import AutoDecoder, Decoder
-from promptseg.encoders import ImageEncoder, ModuleImageEncoder
+from promptseg.encoders import ImageEncoder, cat_features, default_encoder, image_embedding
 from promptseg.errors import ImageNotSetError
 from promptseg.modeling import Sam
 from promptseg.prompts.batch import pack_prompts, tensor_prompt_batch
-from promptseg.prompts.frames import ResizeLongestSide
 from promptseg.prompts.validate import Prompt, check_image, check_prompt, check_prompt_mapping, check_prompt_tensors
 
 if TYPE_CHECKING:
@@ -61,9 +60,12 @@ class SamPredictor:
                 :class:`~promptseg.decoders.AutoDecoder` of ``sam_model``.
             text: the concept encoder and text prompt encoder for text prompts (a promptseg
                 addition), from ``promptseg.text.load_text_model``; None: no text prompts.
-            encoder: what embeds images (a promptseg addition); default a
-                :class:`~promptseg.encoders.ModuleImageEncoder` of ``sam_model``. Its input size
-                must be the model's.
+            encoder: what embeds images (a promptseg addition); default
+                :func:`promptseg.encoders.default_encoder` of ``sam_model``. Its input size must be
+                the model's.
+
+        ``sam_model`` may also be a SAM 2 model (``promptseg.sam2``): its encoder and decoder then take
+        SAM 2's frame, token rule and post-processing, and the results are SAM 2's.
         """
         if prompt_batch_size < 1:
             raise ValueError(f"prompt_batch_size must be >= 1, got {prompt_batch_size}")
@@ -72,13 +74,14 @@ class SamPredictor:
         if encoder is not None and not isinstance(encoder, ImageEncoder):
             raise TypeError(f"encoder must be a promptseg.encoders.ImageEncoder, got {type(encoder).__name__}")
         self.model = sam_model
-        self.encoder: ImageEncoder = encoder if encoder is not None else ModuleImageEncoder(sam_model)
-        if self.encoder.img_size != sam_model.image_encoder.img_size:
+        self.encoder: ImageEncoder = encoder if encoder is not None else default_encoder(sam_model)
+        model_size = default_encoder(sam_model).img_size
+        if self.encoder.img_size != model_size:
             raise ValueError(
                 f"the encoder takes {self.encoder.img_size}x{self.encoder.img_size} images, but the model's "
-                f"prompts and masks are in a {sam_model.image_encoder.img_size}-pixel frame"
+                f"prompts and masks are in a {model_size}-pixel frame"
             )
-        self.transform = ResizeLongestSide(self.encoder.img_size)
+        self.transform = self.encoder.frame
         self.prompt_batch_size = prompt_batch_size
         self.decoder: Decoder = decoder if decoder is not None else AutoDecoder(sam_model)
         if text is not None:
@@ -140,7 +143,7 @@ class SamPredictor:
             chunk = rgb_images[start : start + batch_size]
             padded = torch.stack([self.encoder.preprocess(self._resized_tensor(image)) for image in chunk])
             features.append(self.encoder.encode(padded))
-        self.features = torch.cat(features)
+        self.features = cat_features(features)
         self.original_sizes = [tuple(image.shape[:2]) for image in rgb_images]
         self.input_sizes = [self.transform.get_preprocess_shape(h, w, self.transform.target_length) for h, w in self.original_sizes]
         if len(rgb_images) == 1:
@@ -150,7 +153,7 @@ class SamPredictor:
     def get_image_embedding(self) -> torch.Tensor:
         """The (B, C, h, w) image embedding(s); B = 1 after :meth:`set_image`."""
         self._require_image("generate an embedding")
-        return self.features
+        return image_embedding(self.features)
 
     def reset_image(self) -> None:
         """Forget the current image(s)."""
@@ -228,7 +231,7 @@ class SamPredictor:
         """
         self._require_single_image()
         check_prompt_tensors(point_coords, point_labels, boxes, mask_input, self._mask_size)
-        batch = tensor_prompt_batch(point_coords, point_labels, boxes, mask_input)
+        batch = tensor_prompt_batch(point_coords, point_labels, boxes, mask_input, self.decoder.token_rule)
         low_res_masks, iou_predictions = self.decoder.decode(
             self.features, batch, [0] * len(batch.labels), multimask_output
         )
@@ -302,6 +305,7 @@ class SamPredictor:
                 self.transform,
                 self.device,
                 [texts.get(prompt.text) for _, prompt in chunk] if texts else None,
+                token_rule=self.decoder.token_rule,
             )
             low_res, iou = self.decoder.decode(self.features, batch, chunk_images, multimask_output)
             # ``flat`` lists prompts image by image, so each image's prompts form one run of the chunk.

@@ -2,6 +2,7 @@
 
 See :mod:`promptseg.decoders.base` for the interface (``decode``, ``postprocess``, ``measure``).
 ``SamPredictor`` and ``SamAutomaticMaskGenerator`` take ``decoder=`` (default :class:`AutoDecoder`).
+SAM 2 models have their decoders in :mod:`promptseg.decoders.sam2` (``AutoDecoder`` picks them).
 The image side has the same kind of seam in :mod:`promptseg.encoders`.
 """
 
@@ -9,6 +10,14 @@ from promptseg.decoders.auto import AutoDecoder
 from promptseg.decoders.base import DecodeResult, Decoder, ModelDecoder, ModuleDecoder, select_outputs
 from promptseg.decoders.fused import FusedDecoder, ImageTable, fused_path_available
 from promptseg.decoders.graphs import GraphDecoder
+from promptseg.decoders.sam2 import (
+    RegionCleanup,
+    Sam2Decoder,
+    Sam2FusedDecoder,
+    Sam2ModuleDecoder,
+    sam2_fused_path_available,
+    upscale_sam2_logits,
+)
 
 __all__ = [
     "AutoDecoder",
@@ -19,6 +28,12 @@ __all__ = [
     "ImageTable",
     "ModelDecoder",
     "ModuleDecoder",
+    "RegionCleanup",
+    "Sam2Decoder",
+    "Sam2FusedDecoder",
+    "Sam2ModuleDecoder",
     "fused_path_available",
+    "sam2_fused_path_available",
     "select_outputs",
+    "upscale_sam2_logits",
 ]
