@@ -126,6 +126,24 @@ def clear_small_islands(
     return _paint(masks.shape, runs, keep), _any_per_mask(runs.mask, small, count)
 
 
+def label_components(regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """8-connected components of the set pixels of each of (M, A, B) bool masks.
+
+    Returns:
+        labels: (M, A, B) int64, 0 on unset pixels, else a component id (ids are distinct across
+            all masks, not consecutive; equal ids mean one component);
+        areas: (M, A, B) int64, the pixel count of each set pixel's component, 0 on unset pixels.
+    """
+    runs = _label_components(regions.contiguous())
+    return _paint_values(regions.shape, runs, runs.root + 1), _paint_values(regions.shape, runs, runs.component_size)
+
+
+def small_region_pixels(regions: torch.Tensor, max_area: float) -> torch.Tensor:
+    """(M, A, B) bool -> (M, A, B) bool: the pixels of 8-connected regions of at most ``max_area`` pixels."""
+    areas = label_components(regions)[1]
+    return (areas > 0) & (areas <= max_area)
+
+
 def _label_components(foreground: torch.Tensor) -> _Runs:
     """Runs of set pixels of (M, A, B) contiguous bool masks and their 8-connected components."""
     _, rows, cols = foreground.shape
@@ -199,6 +217,14 @@ def _paint(shape: torch.Size, runs: _Runs, selected: torch.Tensor) -> torch.Tens
     edges.index_add_(0, runs.start, weight)
     edges.index_add_(0, runs.start + runs.length, -weight)
     return (edges[:-1].cumsum(0, dtype=torch.int8) > 0).view(shape)
+
+
+def _paint_values(shape: torch.Size, runs: _Runs, values: torch.Tensor) -> torch.Tensor:
+    """(M, A, B) int64 holding each run's value on its pixels and 0 elsewhere (runs never overlap)."""
+    edges = torch.zeros(shape.numel() + 1, dtype=torch.long, device=runs.start.device)
+    edges.index_add_(0, runs.start, values)
+    edges.index_add_(0, runs.start + runs.length, -values)
+    return edges[:-1].cumsum(0).view(shape)
 
 
 def _any_per_mask(mask_index: torch.Tensor, flags: torch.Tensor, count: int) -> torch.Tensor:
