@@ -48,7 +48,7 @@ class EngineDecoder(Decoder):
                 "exported engines take point, box and mask prompts only; decode text prompts with a "
                 "SamPredictor on the PyTorch model (its default decoder)"
             )
-        coords, labels, token_mask = _at_least_one_token(batch)
+        coords, labels, token_mask = at_least_one_token(batch)
         prompts, tokens = labels.shape
         if tokens > self.limits.max_points:
             raise ValueError(
@@ -83,7 +83,7 @@ class EngineDecoder(Decoder):
         return select_outputs(low_res, iou, multimask_output)
 
 
-def _at_least_one_token(batch: PromptBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def at_least_one_token(batch: PromptBatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(P, T, 2) coords, (P, T) labels and (P, T) bool token mask with T >= 1.
 
     Prompts with no token at all (a mask only) get one masked-out token: the
