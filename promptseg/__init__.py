@@ -8,8 +8,7 @@ from promptseg.build_sam import build_sam, build_sam_vit_b, build_sam_vit_h, bui
 from promptseg.errors import CheckpointError, ImageNotSetError, UnknownModelTypeError
 from promptseg.predictor import SamPredictor
 from promptseg.find import find_instances
-
-__version__ = "0.1.0"
+from promptseg.version import __version__
 
 __all__ = [
     "CheckpointError",

@@ -101,7 +101,10 @@ def build_sam(
         device: where to place the model (default: CPU).
         dtype: torch.float32 (default), torch.bfloat16 or torch.float16.
         backend: ``auto`` runs the CUDA kernels where they apply (CUDA, bf16/fp16,
-            extension built); ``reference`` always runs the PyTorch references.
+            extension built) and are in force: opt-in (``PROMPTSEG_KERNELS=1``) until a GPU
+            record verified them on the device (``promptseg.ops.kernel_policy``); ``kernels``
+            opts this model in; ``reference`` always runs the PyTorch references. A kernel is
+            checked against its reference on its first use (``promptseg.ops.dispatch``).
     Returns:
         The model in eval mode.
     """

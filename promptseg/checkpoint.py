@@ -27,14 +27,21 @@ def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
     ``.safetensors`` files are read with safetensors; anything else with
     ``torch.load(weights_only=True)``. A dict wrapping the weights under
     ``"model"`` or ``"state_dict"`` (common in training checkpoints) is unwrapped.
+
+    Raises:
+        FileNotFoundError: no such file.
+        CheckpointError: the file is empty, unreadable, or not a state dict of tensors (named, with
+            what the reader said).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {str(path)!r} does not exist or is not a file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is an empty file (0 bytes): a download or copy that did not finish?"
+        )
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path), device="cpu")
+        state = read_safetensors(path)
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -49,6 +56,40 @@ def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{str(path)!r} does not hold a state dict of tensors")
     return dict(state)
+
+
+def read_safetensors(path: PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file, on the CPU.
+
+    Raises:
+        CheckpointError: the file is not a whole safetensors file (empty, truncated, a corrupt header).
+    """
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as error:  # safetensors raises its own SafetensorError, OSError or ValueError
+        raise CheckpointError(f"could not read {str(path)!r} as a safetensors file ({_reason(error)})") from None
+
+
+def safetensors_metadata(path: PathLike) -> dict[str, str]:
+    """The metadata (string -> string) stored in a ``.safetensors`` file's header.
+
+    Raises:
+        CheckpointError: the header cannot be read.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as error:  # as read_safetensors
+        raise CheckpointError(f"could not read {str(path)!r} as a safetensors file ({_reason(error)})") from None
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return f"{type(error).__name__}: {text if len(text) <= 200 else text[:200] + '...'}"
 
 
 def encoder_shape(state_dict: Mapping[str, torch.Tensor]) -> Optional[tuple[int, int]]:

@@ -38,3 +38,22 @@ class ImageReadError(ValueError):
 
 class RleError(ValueError):
     """A COCO run-length encoding that is malformed or does not fit its image."""
+
+
+class UnknownTextError(ValueError):
+    """A text prompt or query of which the concept encoder knows no word (nothing would be understood)."""
+
+
+def optional_module(name: str, needed_for: str, install: str):
+    """The module ``name`` (e.g. ``"pycocotools.mask"``), imported on first use.
+
+    Raises:
+        ModuleNotFoundError: it is not installed; the message says what needs it (``needed_for``, e.g.
+            ``"the annotation server"``) and how to install it (``install``, e.g. ``'pip install "promptseg[annotate]"'``).
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise ModuleNotFoundError(f"{needed_for} needs {name.split('.')[0]}: {install}") from error

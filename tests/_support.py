@@ -148,3 +148,25 @@ def poison_allocator() -> None:
     """Leave NaN-filled blocks in the CUDA caching allocator, so that a kernel that skips a write shows."""
     block = torch.full((1 << 28,), float("nan"), device="cuda")
     del block
+
+
+def read_yolo_seg(folder: Path) -> tuple[dict[int, str], dict[str, list[tuple[int, np.ndarray]]]]:
+    """A YOLO-seg dataset as ultralytics documents it: data.yaml's ``names``, and per image stem a list of
+    (class, (N, 2) points normalised to [0, 1]) from ``labels/<stem>.txt`` lines ``class x1 y1 x2 y2 ...``."""
+    import yaml
+
+    config = yaml.safe_load((folder / "data.yaml").read_text())
+    names = config["names"]
+    names = dict(enumerate(names)) if isinstance(names, list) else {int(k): v for k, v in names.items()}
+    assert config["nc"] == len(names)
+    labels = {}
+    for path in sorted((folder / "labels").glob("*.txt")):
+        rows = []
+        for line in path.read_text().splitlines():
+            values = line.split()
+            assert len(values) >= 7 and (len(values) - 1) % 2 == 0, line[:80]
+            points = np.asarray(values[1:], np.float64).reshape(-1, 2)
+            assert ((points >= 0) & (points <= 1)).all()
+            rows.append((int(values[0]), points))
+        labels[path.stem] = rows
+    return names, labels

@@ -9,6 +9,7 @@ its body is reported as skipped, not failed, when that package is not installed 
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
 import torch
@@ -41,12 +42,24 @@ def vit_b_pair():
     return model_pair(VIT_B, seed=2)
 
 
+@pytest.fixture(autouse=True)
+def _gpu_tests_opt_in_to_the_kernels(request, monkeypatch):
+    """GPU tests check the kernels: they opt in (``PROMPTSEG_KERNELS=1``, unless the environment says
+    otherwise), since by default the kernels are opt-in until a GPU record verifies them
+    (``promptseg.ops.kernel_policy``)."""
+    if request.node.get_closest_marker("gpu") is not None:
+        from promptseg.ops import KERNELS_ENV
+
+        if KERNELS_ENV not in os.environ:
+            monkeypatch.setenv(KERNELS_ENV, "1")
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU; none is visible (torch.cuda.is_available() is False)")
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu") is not None:  # the marker, not a keyword: tests/gpu/ holds CPU tests too
             item.add_marker(skip)
 
 

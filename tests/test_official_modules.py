@@ -20,15 +20,15 @@ import promptseg
 from promptseg.modeling import image_encoder
 from promptseg.utils import amg
 from promptseg.utils.onnx import SamOnnxModel
-from tests import test_export_decoder
 from tests._support import OFFICIAL_MISSING, TINY, official_public_names
+from tests.export import test_onnx_decoder as test_export_decoder
 
 onnxruntime = pytest.importorskip("onnxruntime")
 segment_anything = pytest.importorskip("segment_anything", reason=OFFICIAL_MISSING)
 official_image_encoder = pytest.importorskip("segment_anything.modeling.image_encoder", reason=OFFICIAL_MISSING)
 official_amg = pytest.importorskip("segment_anything.utils.amg", reason=OFFICIAL_MISSING)
 OfficialSamOnnxModel = pytest.importorskip("segment_anything.utils.onnx", reason=OFFICIAL_MISSING).SamOnnxModel
-from tests.test_export_decoder import OFFICIAL_OUTPUTS, PROMPT_CASES, assert_outputs_match, decoder_inputs
+from tests.export.test_onnx_decoder import OFFICIAL_OUTPUTS, PROMPT_CASES, assert_outputs_match, decoder_inputs
 
 OFFICIAL_MODULES = [segment_anything.__name__] + [
     info.name for info in pkgutil.walk_packages(segment_anything.__path__, f"{segment_anything.__name__}.")

@@ -5,7 +5,14 @@ API under ``/api`` (``server.py``, documented in docs/annotate.md). Clicks are d
 :class:`~promptseg.predictor.SamPredictor` per image (``cache.py``: embeddings kept in an LRU cache and
 computed ahead for the next image); pre-fill proposals come from
 :class:`~promptseg.automatic.SamAutomaticMaskGenerator`; accepted objects go to a COCO file written
-atomically after every change (``store.py``). The server side needs ``pip install "promptseg[annotate]"``.
+atomically after every change (``store.py``), each change an operation of one per-image history that
+undo, redo and replay use (``history.py``). ``formats/`` exports the file as COCO (RLE or polygons),
+YOLO-seg or PNG masks. The server side needs ``pip install "promptseg[annotate]"``.
+
+Nothing a client or the image folder sends reaches native code unbounded: requests pass ``guard.py``
+(Host, cross-site, JSON content type, size, security headers), bodies ``jsonbody.py`` (depth, numbers),
+polygons ``polygon_input.py`` (vertices, extent, clipped to the image), RLEs and labels their checks in
+``coco_masks.py`` and ``labels.py``; unreadable images are listed as unavailable (``images.py``).
 """
 
 from promptseg.annotate.cache import EmbeddingCache

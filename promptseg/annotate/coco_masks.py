@@ -1,29 +1,29 @@
-"""COCO masks for the annotation server, through pycocotools: encoding predicted masks, and checking the
-RLEs and polygons that clients send before pycocotools reads them. The RLE format and its checks are
-:mod:`promptseg.io.rle`'s."""
+"""COCO masks for the annotation server, through pycocotools: encoding predicted masks, checking the
+RLEs that clients send (bounded in size) before pycocotools reads them, and rasterising checked
+polygons (:mod:`promptseg.annotate.polygon_input` bounds and clips them). The RLE format and its checks
+are :mod:`promptseg.io.rle`'s."""
 
 from __future__ import annotations
 
-import math
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from promptseg.annotate.errors import bad_request
-from promptseg.errors import RleError
-from promptseg.io.rle import CocoRle, column_major_counts
+from promptseg.errors import RleError, optional_module
+from promptseg.io.rle import CocoRle, column_major_counts, decompress_counts
 from promptseg.io.rle import checked_rle as checked_coco_rle
+
+FILL_RULES = ("union", "evenodd")
+MAX_RLE_RUNS = 500_000
+"""Runs an RLE from a client may have (a 10**6-run list is refused; a mask's runs grow with its outline)."""
+MAX_RLE_CHARS = MAX_RLE_RUNS
+"""Characters a compressed counts string from a client may have (each run takes at least one)."""
 
 
 def mask_utils():
     """pycocotools.mask, or a clear error naming the extra that installs it."""
-    try:
-        from pycocotools import mask
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ModuleNotFoundError(
-            'the annotation server needs pycocotools: pip install "promptseg[annotate]"'
-        ) from error
-    return mask
+    return optional_module("pycocotools.mask", "the annotation server", 'pip install "promptseg[annotate]"')
 
 
 def encode_masks(masks: np.ndarray) -> list[CocoRle]:
@@ -64,40 +64,53 @@ def iou_matrix(first: list[CocoRle], second: list[CocoRle]) -> np.ndarray:
 def checked_rle(value: Any, height: int, width: int) -> CocoRle:
     """A client's RLE (compressed string or uncompressed count list) as a compressed COCO RLE of an H x W image.
 
-    Raises ApiError (400) naming what is wrong (:func:`promptseg.io.rle.checked_rle`): the size, the
-    counts' type, characters outside pycocotools' alphabet, a run of no pixels, or runs that do not
-    add up to H * W pixels.
+    Raises ApiError (400) naming what is wrong: more than :data:`MAX_RLE_RUNS` runs (a string longer
+    than :data:`MAX_RLE_CHARS`), and what :func:`promptseg.io.rle.checked_rle` checks: the size, the
+    counts' type, characters outside pycocotools' alphabet, a run of no pixels (only the first run may
+    be 0), or runs that do not add up to H * W pixels.
     """
+    counts = value.get("counts") if isinstance(value, dict) else None
+    if isinstance(counts, list) and len(counts) > MAX_RLE_RUNS:
+        raise bad_request(f"rle counts may hold at most {MAX_RLE_RUNS} runs, got {len(counts)}")
+    if isinstance(counts, str) and len(counts) > MAX_RLE_CHARS:
+        raise bad_request(f"rle counts string may be at most {MAX_RLE_CHARS} characters long, got {len(counts)}")
     try:
         return checked_coco_rle(value, height, width)
     except RleError as error:
         raise bad_request(str(error)) from None
 
 
-def polygon_rle(value: Any, height: int, width: int) -> CocoRle:
-    """A COCO polygon (a list of [x0, y0, x1, y1, ...] rings in pixels) rasterised into a COCO RLE."""
-    if not isinstance(value, list) or not value:
-        raise bad_request(f"polygon must be a non-empty list of [x0, y0, x1, y1, ...] rings, got {_describe(value)}")
-    rings = []
-    for index, ring in enumerate(value):
-        if not isinstance(ring, list) or len(ring) < 6 or len(ring) % 2:
-            raise bad_request(f"polygon ring {index} must list at least 3 (x, y) pairs as [x0, y0, x1, y1, ...]")
-        if not all(_is_number(v) for v in ring):
-            raise bad_request(f"polygon ring {index} must hold finite numbers")
-        rings.append([float(v) for v in ring])
+def polygon_rle(rings: Sequence[np.ndarray], height: int, width: int, fill_rule: str = "union") -> CocoRle:
+    """The COCO RLE of checked rings (:func:`promptseg.annotate.polygon_input.checked_polygon`: (K, 2)
+    (x, y) arrays inside the H x W image), rasterised by pycocotools.
+
+    ``fill_rule`` "union": the rings united (as COCO reads a polygon list); "evenodd": a pixel is in
+    when it is in an odd number of rings (so rings given for holes cut them out). No ring: an empty mask.
+    """
+    if fill_rule not in FILL_RULES:
+        raise ValueError(f"fill_rule must be one of {list(FILL_RULES)}, got {fill_rule!r}")
     utils = mask_utils()
-    return _jsonable(utils.merge(utils.frPyObjects(rings, height, width)))
+    if not rings:
+        runs = [height * width]
+    else:
+        encoded = utils.frPyObjects([[float(v) for v in ring.reshape(-1)] for ring in rings], height, width)
+        if fill_rule == "union":
+            return _jsonable(utils.merge(encoded))
+        runs = _odd_runs(encoded, height * width)
+    return _jsonable(utils.frPyObjects({"size": [height, width], "counts": runs}, height, width))
+
+
+def _odd_runs(encoded: list[dict], pixels: int) -> list[int]:
+    """The runs of the pixels covered by an odd number of the given RLEs (their XOR).
+
+    A mask is given by the positions (in column-major order) where its value flips; the XOR of masks
+    flips where an odd number of them flip. Works on the runs, never on an H x W array per ring."""
+    flips = [np.cumsum(decompress_counts(rle["counts"].decode("ascii")))[:-1] for rle in encoded]
+    positions, times = np.unique(np.concatenate(flips), return_counts=True)
+    odd = positions[times % 2 == 1]
+    return np.diff(np.concatenate([[0], odd, [pixels]])).tolist()
 
 
 def _jsonable(rle: dict) -> CocoRle:
     counts = rle["counts"]
     return {"size": [int(v) for v in rle["size"]], "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text[:60]}{'...' if len(text) > 60 else ''}"

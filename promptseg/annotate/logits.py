@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import threading
 from collections import OrderedDict
+from typing import Optional
 
 import numpy as np
 
@@ -45,3 +46,26 @@ class LogitsTokens:
         if owner != image_id:
             raise bad_request(f"mask_input token belongs to image {owner}, not to image {image_id}")
         return logits
+
+
+class KeptLogits:
+    """The low-res logits behind accepted objects, so a later click can refine an object from them:
+    up to ``capacity`` (1, 256, 256) float32 arrays by annotation id, the oldest forgotten first
+    (they live in memory only; after a restart an object is refined from its stored clicks alone)."""
+
+    def __init__(self, capacity: int = 128) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[int, tuple[int, np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def keep(self, annotation_id: int, image_id: int, logits: np.ndarray) -> None:
+        with self._lock:
+            self._items[annotation_id] = (image_id, logits)
+            self._items.move_to_end(annotation_id)
+            while len(self._items) > self.capacity:
+                self._items.popitem(last=False)
+
+    def get(self, annotation_id: int) -> Optional[tuple[int, np.ndarray]]:
+        """(image id, (1, 256, 256) logits) of an object, or None when they are not kept."""
+        with self._lock:
+            return self._items.get(annotation_id)

@@ -9,6 +9,7 @@ from typing import Any, Optional
 import numpy as np
 
 from promptseg.annotate.errors import bad_request
+from promptseg.prompts.validate import check_inside_image
 from promptseg.settings import GeneratorSettings, preset
 
 PREFILL_SETTINGS = ("points_per_side", "pred_iou_thresh", "stability_score_thresh")
@@ -39,7 +40,7 @@ class ClickPrompt:
 
 def parse_click(body: Any, width: int, height: int) -> ClickPrompt:
     """The predict body ``{"points", "labels", "box", "mask_input", "multimask"}`` checked against a W x H image."""
-    body = _object(body, ("points", "labels", "box", "mask_input", "multimask"))
+    body = checked_object(body, ("points", "labels", "box", "mask_input", "multimask"))
     points, labels = body.get("points") or [], body.get("labels") or []
     if not isinstance(points, list) or not isinstance(labels, list):
         raise bad_request("points must be a list of [x, y] and labels a list of 0/1")
@@ -80,7 +81,7 @@ def parse_click(body: Any, width: int, height: int) -> ClickPrompt:
 def parse_prefill(body: Any, defaults: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Generator settings of a prefill request (each optional, else from ``defaults``, else
     :data:`PREFILL_DEFAULTS`): points_per_side, pred_iou_thresh, stability_score_thresh."""
-    body = _object(body if body is not None else {}, PREFILL_SETTINGS)
+    body = checked_object(body if body is not None else {}, PREFILL_SETTINGS)
     settings = {**PREFILL_DEFAULTS, **(defaults or {}), **{k: v for k, v in body.items() if v is not None}}
     side = settings["points_per_side"]
     if not isinstance(side, int) or isinstance(side, bool) or not 1 <= side <= 64:
@@ -91,7 +92,8 @@ def parse_prefill(body: Any, defaults: Optional[dict[str, Any]] = None) -> dict[
     return settings
 
 
-def _object(body: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
+def checked_object(body: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """``body`` when it is a JSON object with no fields beyond ``allowed``; else a 400 naming the problem."""
     if not isinstance(body, dict):
         raise bad_request(f"the request body must be a JSON object, got {type(body).__name__}")
     unknown = sorted(set(body) - set(allowed))
@@ -105,5 +107,7 @@ def _finite(value: Any) -> bool:
 
 
 def _inside(name: str, x: float, y: float, width: int, height: int) -> None:
-    if not (0 <= x <= width and 0 <= y <= height):
-        raise bad_request(f"{name} = ({x}, {y}) is outside the image (0..{width}, 0..{height} pixels)")
+    try:
+        check_inside_image(name, x, y, width, height)  # the one rule and message, the command line's too
+    except ValueError as error:
+        raise bad_request(str(error)) from None

@@ -1,6 +1,9 @@
 """The HTTP side of the annotation server: a FastAPI app with the JSON API under ``/api`` and the static page.
 
 Every error is JSON ``{"error": message}`` with a 4xx status (5xx only for a bug); the server keeps running.
+Requests pass :mod:`promptseg.annotate.guard` first (Host, cross-site, JSON content type, body size,
+security headers); bodies are parsed by :func:`promptseg.annotate.jsonbody.parse_json` (bounded). The
+OpenAPI description of the API is served at ``/api/openapi.json`` (:mod:`promptseg.annotate.schema`).
 """
 
 
@@ -9,11 +12,17 @@ from importlib import resources
 from typing import Any, Optional, Sequence
 
 from promptseg.annotate.errors import ApiError, bad_request
+from promptseg.annotate.guard import SECURITY_HEADERS, BodyLimit, Guard
+from promptseg.annotate.jsonbody import parse_json
+from promptseg.annotate.schema import OPENAPI_PATH, request_body
 from promptseg.annotate.service import AnnotationService
+from promptseg.annotate.store import STATES
 
 MAX_BODY_BYTES = 16 * 1024 * 1024
-STATIC_FILES = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+STATIC_FILES = {
+    "index.html": "text/html", "style.css": "text/css",
+    "app.js": "text/javascript", "shape.js": "text/javascript", "view.js": "text/javascript", "overlay.js": "text/javascript",
+}
 
 
 def require_server_packages() -> None:
@@ -37,7 +46,8 @@ def create_app(
 
     Args:
         max_body_bytes: larger request bodies get a 413.
-        allowed_hosts: Host headers accepted (against DNS rebinding when bound to loopback); None accepts any.
+        allowed_hosts: Host headers accepted (against DNS rebinding when bound to loopback:
+            :func:`promptseg.annotate.guard.allowed_hosts_for`); None accepts any.
     """
     require_server_packages()
     from fastapi import FastAPI, Request
@@ -46,7 +56,7 @@ def create_app(
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    app = FastAPI(title="promptseg annotate", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="promptseg annotate", docs_url=None, redoc_url=None, openapi_url=OPENAPI_PATH)
     app.state.service = service
 
     @app.exception_handler(ApiError)
@@ -64,22 +74,19 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def internal_error(_: Request, error: Exception) -> JSONResponse:
-        return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500)
+        # Sent outside the middleware (by Starlette's outermost layer), so the headers are added here.
+        return JSONResponse({"error": f"internal error: {type(error).__name__}: {error}"}, status_code=500,
+                            headers=SECURITY_HEADERS)
 
     def as_json(payload: Any) -> Response:
         return Response(json.dumps(payload), media_type="application/json")
 
     async def json_body(request: Request, required: bool = True) -> Any:
+        """The parsed body (the Guard has checked its content type); None for an empty optional one."""
         raw = await request.body()
         if not raw and not required:
             return None
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != "application/json":
-            raise ApiError(415, f"send the body as JSON with Content-Type: application/json, got {content_type or 'none'!r}")
-        try:
-            return json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise bad_request(f"the request body is not valid JSON: {error}") from None
+        return parse_json(raw)
 
     # ------------------------------------------------------------- static page
     @app.get("/")
@@ -99,93 +106,97 @@ def create_app(
     # ------------------------------------------------------------------- API
     @app.get("/api/images")
     async def images() -> Response:
-        return as_json({"images": service.list_images(), "categories": [c["name"] for c in service.store.categories()]})
+        listed = service.list_images()
+        progress = {state: sum(1 for image in listed if image["state"] == state) for state in STATES}
+        unavailable = [{"file_name": f.file_name, "reason": f.reason} for f in service.unavailable]
+        return as_json({"images": listed, "unavailable": unavailable,
+                        "categories": [c["name"] for c in service.store.categories()],
+                        "labels": service.store.labels, "progress": {**progress, "total": len(listed)}})
 
     @app.get("/api/images/{image_id}")
     async def image_bytes(image_id: str) -> Response:
-        number, image = service.image(image_id)
-        content, media_type = await run_in_threadpool(image.browser_bytes)
+        number, _ = service.image(image_id)
+        content, media_type = await run_in_threadpool(service.browser_bytes, number)
         service.opened(number)
         return Response(content, media_type=media_type)
 
     @app.get("/api/images/{image_id}/annotations")
     async def image_annotations(image_id: str) -> Response:
-        number, _ = service.image(image_id)
-        return as_json({"annotations": service.store.annotations(number)})
+        return as_json(await run_in_threadpool(service.snapshot, image_id))
 
-    @app.post("/api/images/{image_id}/predict")
+    @app.post("/api/images/{image_id}/predict", openapi_extra=request_body("predict"))
     async def predict(image_id: str, request: Request) -> Response:
         return as_json(await run_in_threadpool(service.predict, image_id, await json_body(request)))
 
-    @app.post("/api/images/{image_id}/annotations")
+    @app.post("/api/images/{image_id}/annotations", openapi_extra=request_body("accept"))
     async def annotate(image_id: str, request: Request) -> Response:
         return as_json(await run_in_threadpool(service.annotate, image_id, await json_body(request)))
 
-    @app.post("/api/images/{image_id}/prefill")
+    @app.post("/api/images/{image_id}/prefill", openapi_extra=request_body("prefill"))
     async def prefill(image_id: str, request: Request) -> Response:
         return as_json(await run_in_threadpool(service.prefill, image_id, await json_body(request, required=False)))
 
-    @app.patch("/api/annotations/{annotation_id}")
+    @app.post("/api/images/{image_id}/relabel", openapi_extra=request_body("relabel_many"))
+    async def relabel_many(image_id: str, request: Request) -> Response:
+        return as_json({"annotations": await run_in_threadpool(service.relabel, image_id, await json_body(request))})
+
+    @app.post("/api/images/{image_id}/delete", openapi_extra=request_body("delete_many"))
+    async def delete_many(image_id: str, request: Request) -> Response:
+        return as_json({"annotations": await run_in_threadpool(service.delete, image_id, await json_body(request))})
+
+    @app.post("/api/images/{image_id}/undo", openapi_extra=request_body("step"))
+    async def undo(image_id: str, request: Request) -> Response:
+        return as_json(await run_in_threadpool(service.step, image_id, await json_body(request, required=False), True))
+
+    @app.post("/api/images/{image_id}/redo", openapi_extra=request_body("step"))
+    async def redo(image_id: str, request: Request) -> Response:
+        return as_json(await run_in_threadpool(service.step, image_id, await json_body(request, required=False), False))
+
+    @app.put("/api/images/{image_id}/state", openapi_extra=request_body("state"))
+    async def set_state(image_id: str, request: Request) -> Response:
+        return as_json(await run_in_threadpool(service.set_state, image_id, await json_body(request)))
+
+    @app.delete("/api/images/{image_id}/proposals/{proposal_id}")
+    async def reject_proposal(image_id: str, proposal_id: str) -> Response:
+        return as_json(await run_in_threadpool(service.reject_proposal, image_id, proposal_id))
+
+    @app.patch("/api/annotations/{annotation_id}", openapi_extra=request_body("relabel"))
     async def relabel(annotation_id: str, request: Request) -> Response:
         body = await json_body(request)
         if not isinstance(body, dict) or set(body) != {"category"}:
             raise bad_request('send {"category": "new label"} to relabel an annotation')
         return as_json(await run_in_threadpool(service.store.relabel, service.annotation_id(annotation_id), body["category"]))
 
+    @app.put("/api/annotations/{annotation_id}", openapi_extra=request_body("edit"))
+    async def edit(annotation_id: str, request: Request) -> Response:
+        return as_json(await run_in_threadpool(service.edit, annotation_id, await json_body(request)))
+
     @app.delete("/api/annotations/{annotation_id}")
     async def delete(annotation_id: str) -> Response:
         return as_json(await run_in_threadpool(service.store.delete, service.annotation_id(annotation_id)))
 
+    @app.get("/api/annotations/{annotation_id}/prompt")
+    async def object_prompt(annotation_id: str) -> Response:
+        return as_json(await run_in_threadpool(service.object_prompt, annotation_id))
+
+    @app.get("/api/annotations/{annotation_id}/polygon")
+    async def object_polygon(annotation_id: str, tolerance: Optional[str] = None) -> Response:
+        return as_json(await run_in_threadpool(service.object_polygon, annotation_id, tolerance))
+
     @app.get("/api/export")
     async def export() -> Response:
         return as_json(service.store.export())
+
+    @app.get("/api/export/{fmt}")
+    async def export_format(fmt: str, tolerance: Optional[str] = None) -> Response:
+        content, media_type, file_name = await run_in_threadpool(service.export, fmt, tolerance)
+        return Response(content, media_type=media_type,
+                        headers={"Content-Disposition": f'attachment; filename="{file_name}"'})
 
     @app.get("/api/status")
     async def status() -> Response:
         return as_json({"cache": {**service.cache.stats, "capacity": service.cache.capacity, "keys": service.cache.keys()}})
 
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    if allowed_hosts is not None:
-        from starlette.middleware.trustedhost import TrustedHostMiddleware
-
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+    app.add_middleware(Guard, allowed_hosts=allowed_hosts)  # added last: the outermost, so every response has its headers
     return app
-
-
-class BodyLimit:
-    """ASGI middleware: answers 413 with a JSON message when a request body exceeds ``max_bytes``
-    (by its Content-Length, or while streaming one without it)."""
-
-    def __init__(self, app, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await self._too_large(send, declared.decode("latin-1"))
-            return
-        messages, size = [], 0
-        while True:
-            message = await receive()
-            messages.append(message)
-            size += len(message.get("body", b""))
-            if size > self.max_bytes:
-                await self._too_large(send, f"more than {size}")
-                return
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                break
-
-        async def replay():
-            return messages.pop(0) if messages else await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, send, size: str) -> None:
-        body = json.dumps({"error": f"request body of {size} bytes is larger than the limit of {self.max_bytes} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})

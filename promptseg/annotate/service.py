@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
+from promptseg.annotate.bodies import MaskBody, parse_accept, parse_edit, parse_ids, parse_state, parse_step
 from promptseg.annotate.cache import EmbeddingCache
-from promptseg.annotate.coco_masks import checked_rle, encode_masks, iou_matrix, polygon_rle
-from promptseg.annotate.errors import bad_request, not_found
-from promptseg.annotate.images import ImageFile, list_images
-from promptseg.annotate.logits import LogitsTokens
+from promptseg.annotate.coco_masks import CocoRle, checked_rle, decode_mask, encode_masks, iou_matrix, polygon_rle
+from promptseg.annotate.errors import ApiError, bad_request, not_found
+from promptseg.annotate.images import ImageFile, OutsideFolderError, problem, scan_images
+from promptseg.annotate.logits import KeptLogits, LogitsTokens
 from promptseg.annotate.prompts import parse_click, parse_prefill
 from promptseg.annotate.store import AnnotationStore
+from promptseg.errors import ImageReadError
 from promptseg.modeling import Sam
 
 # A proposal that overlaps an accepted object this much is not offered again.
@@ -27,6 +30,10 @@ class AnnotationService:
 
     Decoding (clicks and pre-fill) runs one request at a time; embeddings are computed by the
     :class:`EmbeddingCache`, which works ahead on the next image.
+
+    Files whose header cannot be read are left out of the images and listed in ``unavailable``; a
+    file found unreadable later (truncated, replaced, gone, a link out of the folder) answers 4xx
+    (:meth:`reading`) and is marked unavailable in the listing until it reads again.
     """
 
     def __init__(
@@ -37,6 +44,7 @@ class AnnotationService:
         cache_size: int = 8,
         prefetch: bool = True,
         prefill_defaults: Optional[dict[str, Any]] = None,
+        labels: Optional[list[str]] = None,
     ) -> None:
         """
         Args:
@@ -47,16 +55,19 @@ class AnnotationService:
             prefetch: embed the opened image and the next one on a background thread.
             prefill_defaults: generator settings for pre-fill requests that do not give them
                 (points_per_side, pred_iou_thresh, stability_score_thresh).
+            labels: a fixed list of class names (``--labels``); None: free-text labels.
         """
         self.prefill_defaults = parse_prefill(prefill_defaults or {})
-        files = list_images(image_dir)
-        self.store = AnnotationStore(out, files)
+        files, self.unavailable = scan_images(image_dir)
+        self.problems: dict[int, str] = {}
+        self.store = AnnotationStore(out, files, labels=labels)
         self.images: dict[int, ImageFile] = {self.store.image_id(f.file_name): f for f in files}
         self.order = sorted(self.images, key=lambda image_id: self.images[image_id].file_name)
         self.model = model
         self.prefetch_enabled = prefetch
-        self.cache = EmbeddingCache(model, lambda image_id: self.images[image_id].pixels(), capacity=cache_size)
+        self.cache = EmbeddingCache(model, self.pixels, capacity=cache_size)
         self.tokens = LogitsTokens()
+        self.kept_logits = KeptLogits()
         self._decode_lock = threading.Lock()
 
     # --------------------------------------------------------------- images
@@ -70,8 +81,35 @@ class AnnotationService:
             raise not_found(f"unknown image id {image_id}")
         return image_id, self.images[image_id]
 
+    @contextmanager
+    def reading(self, image_id: int) -> Iterator[None]:
+        """Around a read of an image file: a file that cannot be read becomes a 4xx naming the problem
+        (422 not a readable image, 404 gone, 403 outside the folder) and is marked unavailable."""
+        file_name = self.images[image_id].file_name
+        try:
+            yield
+        except (ImageReadError, OSError) as error:
+            reason = problem(error)
+            self.problems[image_id] = reason
+            status = 403 if isinstance(error, OutsideFolderError) else 404 if isinstance(error, FileNotFoundError) else 422
+            raise ApiError(status, f"image {image_id} ({file_name}) cannot be read: {reason}") from None
+        self.problems.pop(image_id, None)
+
+    def pixels(self, image_id: int) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of an image (4xx when unreadable: :meth:`reading`)."""
+        with self.reading(image_id):
+            return self.images[image_id].pixels()
+
+    def browser_bytes(self, image_id: str | int) -> tuple[bytes, str]:
+        """(content, media type) of an image for the page (4xx when unreadable: :meth:`reading`)."""
+        image_id, image = self.image(image_id)
+        with self.reading(image_id):
+            return image.browser_bytes()
+
     def list_images(self) -> list[dict[str, Any]]:
-        counts = self.store.counts()
+        """The images with their ids, sizes, object counts, states, whether embedded, and ``unavailable``
+        (null, or why the file cannot be read now)."""
+        counts, states = self.store.counts(), self.store.states()
         return [
             {
                 "id": image_id,
@@ -79,7 +117,9 @@ class AnnotationService:
                 "width": self.images[image_id].width,
                 "height": self.images[image_id].height,
                 "annotations": counts.get(image_id, 0),
+                "state": states.get(image_id, "new"),
                 "embedded": self.cache.cached(image_id),
+                "unavailable": self.problems.get(image_id),
             }
             for image_id in self.order
         ]
@@ -136,12 +176,12 @@ class AnnotationService:
         """Automatic mask proposals for one image, minus those that repeat an accepted object."""
         from promptseg.automatic import SamAutomaticMaskGenerator
 
-        image_id, image = self.image(image_id)
+        image_id, _ = self.image(image_id)
         settings = parse_prefill(body, self.prefill_defaults)
         generator = SamAutomaticMaskGenerator(
             self.model, output_mode="coco_rle", decoder=self.cache.decoder, **settings
         )
-        pixels = image.pixels()
+        pixels = self.pixels(image_id)
         with self._decode_lock:
             start = time.perf_counter()
             records = generator.generate(pixels)
@@ -154,36 +194,132 @@ class AnnotationService:
                 "stability_score": float(record["stability_score"]),
                 "area": int(record["area"]),
                 "bbox": [float(v) for v in record["bbox"]],
+                "point": [float(v) for v in record["point_coords"][0]],
             }
             for record in records
         ]
         overlap = iou_matrix([p["rle"] for p in proposals], accepted)
         kept = [p for p, row in zip(proposals, overlap) if not (row >= PROPOSAL_DUPLICATE_IOU).any()]
-        return {"image_id": image_id, "proposals": kept, "settings": settings, "elapsed_ms": elapsed_ms}
+        stored = self.store.set_proposals(image_id, kept)
+        return {"image_id": image_id, "proposals": stored, "settings": settings, "elapsed_ms": elapsed_ms}
 
     # ----------------------------------------------------------- annotations
     def annotate(self, image_id: str | int, body: Any) -> dict[str, Any]:
-        """Store ``{"rle" | "polygon", "category"}`` for an image; returns the stored annotation."""
+        """Store ``{"rle" | "polygon" | "proposal", "category", "prompt"?, "mask_input"?}`` for an image;
+        returns the stored annotation. ``mask_input`` (the accepted candidate's token) keeps its logits
+        for later refinement; ``proposal`` accepts a stored proposal (and takes it off the list)."""
         image_id, image = self.image(image_id)
-        if not isinstance(body, dict):
-            raise bad_request(f"the request body must be a JSON object, got {type(body).__name__}")
-        unknown = sorted(set(body) - {"rle", "polygon", "category", "score"})
-        if unknown:
-            raise bad_request(f"unknown field(s) {unknown}; expected 'rle' or 'polygon', and 'category'")
-        if ("rle" in body) == ("polygon" in body):
-            raise bad_request("give exactly one of 'rle' (COCO RLE) and 'polygon' (list of [x0, y0, x1, y1, ...])")
-        if "rle" in body:
-            rle = checked_rle(body["rle"], image.height, image.width)
+        mask, category = parse_accept(body, image.width, image.height)
+        prompt = mask.prompt
+        if mask.proposal is not None:
+            proposal = self.store.proposal(image_id, mask.proposal)
+            rle = proposal["rle"]
+            if prompt is None and "point" in proposal:
+                prompt = {"points": [proposal["point"]], "labels": [1], "box": None}
         else:
-            rle = polygon_rle(body["polygon"], image.height, image.width)
-        if "category" not in body:
-            raise bad_request("missing 'category' (the object's label)")
-        return self.store.add(image_id, rle, body["category"])
+            rle = self._mask_rle(mask, image)
+        logits = self.tokens.get(image_id, mask.mask_input) if mask.mask_input is not None else None
+        stored = self.store.add(image_id, rle, category, prompt=prompt, proposal_id=mask.proposal)
+        if logits is not None:
+            self.kept_logits.keep(stored["id"], image_id, logits)
+        return stored
 
-    def annotation_id(self, text: str) -> int:
+    def edit(self, annotation_id: str, body: Any) -> dict[str, Any]:
+        """Give an object a new mask ``{"rle" | "polygon", "fill_rule"?, "prompt"?, "mask_input"?}``."""
+        number = self.annotation_id(annotation_id)
+        image_id, image = self.image(self.store.annotation(number)["image_id"])
+        mask = parse_edit(body, image.width, image.height)
+        rle = self._mask_rle(mask, image)
+        logits = self.tokens.get(image_id, mask.mask_input) if mask.mask_input is not None else None
+        stored = self.store.edit(number, rle, prompt=mask.prompt)
+        if logits is not None:
+            self.kept_logits.keep(number, image_id, logits)
+        return stored
+
+    def relabel(self, image_id: str | int, body: Any) -> list[dict[str, Any]]:
+        """``{"ids": [...], "category": name | null}``: one label for several objects, as one change."""
+        image_id, _ = self.image(image_id)
+        ids, category = parse_ids(body, with_category=True)
+        return self.store.relabel_many(image_id, ids, category)
+
+    def delete(self, image_id: str | int, body: Any) -> list[dict[str, Any]]:
+        """``{"ids": [...]}``: delete several objects, as one change."""
+        image_id, _ = self.image(image_id)
+        ids, _ = parse_ids(body, with_category=False)
+        return self.store.delete_many(image_id, ids)
+
+    def step(self, image_id: str | int, body: Any, backward: bool) -> dict[str, Any]:
+        """Undo (``backward``) or redo an image's last change; ``{"seq": n}`` optional."""
+        image_id, _ = self.image(image_id)
+        seq = parse_step(body)
+        done = self.store.undo(image_id, seq) if backward else self.store.redo(image_id, seq)
+        return {"done": done, "image": self.store.snapshot(image_id)}
+
+    def set_state(self, image_id: str | int, body: Any) -> dict[str, Any]:
+        image_id, _ = self.image(image_id)
+        return {"image_id": image_id, "state": self.store.set_state(image_id, parse_state(body))}
+
+    def reject_proposal(self, image_id: str | int, proposal_id: str) -> dict[str, Any]:
+        image_id, _ = self.image(image_id)
+        return self.store.reject_proposal(image_id, self.annotation_id(proposal_id, "proposal"))
+
+    def snapshot(self, image_id: str | int) -> dict[str, Any]:
+        """The image's objects, proposals, state and history (what the page shows)."""
+        image_id, _ = self.image(image_id)
+        return self.store.snapshot(image_id)
+
+    def object_prompt(self, annotation_id: str) -> dict[str, Any]:
+        """What refining an object starts from: its stored clicks, and a fresh ``mask_input`` token for
+        its logits when they are still kept (else null: the clicks alone)."""
+        number = self.annotation_id(annotation_id)
+        annotation = self.store.annotation(number)
+        prompt = annotation.get("prompt") or {"points": [], "labels": [], "box": None}
+        kept = self.kept_logits.get(number)
+        token = self.tokens.put(kept[0], kept[1][0]) if kept is not None else None
+        return {**prompt, "annotation_id": number, "mask_input": token}
+
+    def object_polygon(self, annotation_id: str, tolerance: Any) -> dict[str, Any]:
+        """The object's polygon rings (holes marked) for vertex editing; ``tolerance`` in pixels."""
+        from promptseg.annotate.formats import mask_rings
+
+        number = self.annotation_id(annotation_id)
+        tolerance = _tolerance(tolerance)
+        annotation = self.store.annotation(number)
+        return {"annotation_id": number, "tolerance": tolerance,
+                "rings": mask_rings(decode_mask(annotation["segmentation"]), tolerance)}
+
+    def export(self, fmt: str, tolerance: Any) -> tuple[bytes, str, str]:
+        """(content, media type, file name) of the annotations in format ``fmt`` (see formats)."""
+        from promptseg.annotate.formats import FORMATS, export_bytes
+
+        if fmt not in FORMATS:
+            raise not_found(f"unknown export format {fmt[:40]!r}; expected one of {list(FORMATS)}")
+        return export_bytes(self.store.export(), fmt, _tolerance(tolerance))
+
+    def _mask_rle(self, mask: MaskBody, image: ImageFile) -> CocoRle:
+        if mask.rle is not None:
+            return checked_rle(mask.rle, image.height, image.width)
+        return polygon_rle(mask.polygon, image.height, image.width, mask.fill_rule)
+
+    def annotation_id(self, text: str, what: str = "annotation") -> int:
         if not text.isdigit() or not text.isascii() or len(text) > 18:
-            raise bad_request(f"annotation id must be a decimal integer, got {text[:60]!r}")
+            raise bad_request(f"{what} id must be a decimal integer, got {text[:60]!r}")
         return int(text)
 
     def close(self) -> None:
         self.cache.close()
+
+
+def _tolerance(value: Any) -> float:
+    """A polygon tolerance from a query string (pixels, 0..20; default that of the formats)."""
+    from promptseg.annotate.formats import DEFAULT_TOLERANCE
+
+    if value is None:
+        return DEFAULT_TOLERANCE
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise bad_request(f"tolerance must be a number of pixels, got {str(value)[:40]!r}") from None
+    if not 0 <= number <= 20:
+        raise bad_request(f"tolerance must be in 0..20 pixels, got {number}")
+    return number

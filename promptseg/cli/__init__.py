@@ -3,17 +3,27 @@
 Each command lives in its own module with ``register(subparsers)``, which adds
 its parser and sets ``run`` (a function of the parsed arguments returning the
 exit code) as the parser's default.
+
+Exit status: 0 success; 1 a run with failures (an image that cannot be read or processed:
+nothing succeeded, or ``--strict`` and anything failed; see :mod:`promptseg.cli.runs`); 2 a bad
+argument (a bad value, a missing or unreadable input named on the command line, a bad
+checkpoint, an ``--out`` that cannot be written). Either way one line names the file or the
+argument and the problem; no traceback. Warnings print as ``promptseg: warning: ...``.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Optional, Sequence
+import warnings
+from contextlib import contextmanager
+from typing import Iterator, Optional, Sequence
 
 from promptseg.cli import amg, annotate, evaluate, export, find, info, predict, train, zeroshot
+from promptseg.errors import ImageReadError
 
 COMMANDS = (predict, amg, annotate, train, export, info, zeroshot, evaluate, find)
+EXIT_FAILURES, EXIT_BAD_ARGUMENTS = 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,13 +35,45 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the ``promptseg`` script; bad input exits with status 2 and a one-line message."""
+    """Entry point of the ``promptseg`` script.
+
+    Returns the exit status of the command (0, or 1 for a run with failures); a bad argument
+    exits with status 2 (``SystemExit``), as argparse does, with a one-line message.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
+    where = f"promptseg {args.command}"
+    with plain_warnings():
+        try:
+            return args.run(args)
+        except ImageReadError as error:  # the image the command was given cannot be read
+            print(f"{where}: error: {error}", file=sys.stderr)
+            return EXIT_FAILURES
+        except (ValueError, TypeError, OSError) as error:  # FileNotFoundError, CheckpointError, ... included
+            print(f"{where}: error: {_message(error)}", file=sys.stderr)
+            raise SystemExit(EXIT_BAD_ARGUMENTS) from None
+
+
+@contextmanager
+def plain_warnings() -> Iterator[None]:
+    """Warnings as one line each, ``promptseg: warning: <message>`` (no source line)."""
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"promptseg: warning: {message}", file=file or sys.stderr)
+
+    warnings.showwarning = show
     try:
-        return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError) as error:
-        parser.error(str(error))
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
+def _message(error: BaseException) -> str:
+    """The error's words; an OSError names its file ('[Errno 2] No such file or directory: x' becomes 'x: ...')."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        return f"{error.filename}: {error.strerror}"
+    return str(error) or type(error).__name__
 
 
 if __name__ == "__main__":

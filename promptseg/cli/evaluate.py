@@ -61,8 +61,11 @@ def run_edges(args: argparse.Namespace) -> int:
     pairs = paired_files(args.gt, args.pred)
     preds, gts = [], []
     for gt_path, pred_path in tqdm(pairs, desc="reading", unit="image"):
-        preds.append(read_edge_map(pred_path))
-        gts.append(read_boundaries(gt_path))
+        for path, read, into in ((pred_path, read_edge_map, preds), (gt_path, read_boundaries, gts)):
+            try:
+                into.append(read(path))
+            except (OSError, ValueError, KeyError) as error:  # Pillow, numpy and scipy name the problem, not the file
+                raise ValueError(f"cannot read {path}: {error}") from None
     scores = evaluate_edges(preds, gts, thresholds=args.thresholds, max_dist=args.max_dist)
     return _report(args, "edges", scores.as_dict())
 

@@ -1,5 +1,5 @@
-"""``promptseg info``: what this installation of promptseg is (versions, device, and which CUDA
-kernels were built)."""
+"""``promptseg info``: what this installation of promptseg is (versions, device, which CUDA
+kernels were built, and whether they run by default here, and why)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from promptseg.ops import (
     build_stamp_status,
     extension_build_stamp,
     extension_loaded,
+    kernel_policy,
     kernels_enabled,
 )
 from promptseg.text.loading import BUNDLED_CONCEPT_DESCRIPTION, BUNDLED_CONCEPT_WEIGHTS
@@ -47,10 +48,18 @@ def environment_report() -> dict[str, object]:
         "extension_built": extension_loaded(),
         "build_stamp": build_stamp_report(),
         "kernels_enabled": kernels_enabled(),
+        "kernels_in_force": kernels_in_force(),
         "concept_model": f"{BUNDLED_CONCEPT_DESCRIPTION} (weights/{BUNDLED_CONCEPT_WEIGHTS})",
         "vocabulary": f"colours {', '.join(COLOURS)}; shapes {', '.join(SHAPES)}; fills {', '.join(FILLS)}",
         "kernels": available_kernels(),
     }
+
+
+def kernels_in_force() -> str:
+    """``on`` or ``off`` for the default ``auto`` backend on this machine's GPU, and why
+    (:func:`promptseg.ops.kernel_policy`: opt-in until a GPU record verifies them)."""
+    policy = kernel_policy()
+    return f"{'on' if policy.by_default else 'off'} by default: {policy.reason}"
 
 
 STAMP_STATUS = {

@@ -1,4 +1,10 @@
-"""``promptseg predict``: segment an image, or a generated synthetic scene, from prompts."""
+"""``promptseg predict``: segment an image, or a generated synthetic scene, from prompts.
+
+Points and boxes are checked against the image by the annotation API's rule and message
+(:func:`promptseg.prompts.validate.check_prompt_in_image`); a point off the image exits with
+status 2 before the model is loaded. An image that cannot be read exits with status 1, naming
+the file and the problem.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,9 @@ import torch
 from PIL import Image
 
 from promptseg.cli.common import add_model_arguments, load_model
+from promptseg.cli.runs import output_folder
 from promptseg.io import read_image
+from promptseg.prompts.validate import check_prompt_in_image
 
 
 def _numbers(text: str, count: Sequence[int], what: str) -> list[float]:
@@ -56,6 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--text", metavar="PHRASE", help='a text prompt, e.g. "red ellipse" (alone or with --point/--box)')
     parser.add_argument("--clip-model", help="with --text: an open_clip architecture (e.g. ViT-B-16) as the concept encoder")
     parser.add_argument("--clip-checkpoint", type=Path, help="with --clip-model: its local weights file (no download)")
+    parser.add_argument(
+        "--match-z", type=float, default=None,
+        help="with --text and open_clip: keep masks whose crop matches the text by the calibrated rule of "
+        "promptseg.text.matching at this cut-off (default 3); other masks are dropped as no match",
+    )
     parser.add_argument("--multimask", action="store_true", help="return 3 ambiguity masks instead of 1")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.set_defaults(run=run)
@@ -67,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from promptseg.cli.reports import write_prediction
     from promptseg.masks import mask_iou
 
+    output_folder(args.out)
     scene = None
     if args.synthetic_scene is not None:
         scene = generate_scene(args.synthetic_scene)
@@ -75,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         Image.fromarray(image).save(args.out / "scene.png")
     else:
         image = read_image(args.image)
+    height, width = image.shape[:2]
+    check_prompt_in_image([p[:2] for p in args.point] or None, args.box, width, height)
     if args.text is not None:
         from promptseg.cli.common import load_text_model_from_args
 
@@ -104,10 +120,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"scene has {len(masks)} objects; mean IoU of the best-ranked masks with the ground truth: {np.mean(ground_truth):.3f}")
     else:
         if points is None and box is None and args.text is None:
-            height, width = image.shape[:2]
             points, labels = np.array([[width / 2, height / 2]]), np.array([1])
             print(f"no --point or --box given: using one foreground click at the image centre {points[0].tolist()}")
         masks, scores, _ = predictor.predict(points, labels, box, multimask_output=args.multimask, text=args.text)
+        if text is not None and text.concept_encoder.open_vocabulary:
+            masks, scores = _matching_masks(image, masks, scores, args, text.concept_encoder)
         info["prompt"] = {
             "text": args.text,
             "points": points.tolist() if points is not None else None,
@@ -118,3 +135,18 @@ def run(args: argparse.Namespace) -> int:
     best_score = max(record["score"] for record in result["masks"]) if result["masks"] else float("nan")
     print(f"wrote {len(result['masks'])} mask(s), overlay.png and result.json to {args.out} (best score {best_score:.3f})")
     return 0
+
+
+def _matching_masks(
+    image: np.ndarray, masks: np.ndarray, scores: np.ndarray, args: argparse.Namespace, encoder: object
+) -> tuple[np.ndarray, np.ndarray]:
+    """The masks whose object matches --text under the calibrated rule (an open-vocabulary encoder reads
+    any text, so a mask alone would not say that nothing matched); says so when none does."""
+    from promptseg.text.matching import DEFAULT_MATCH_Z, masks_match
+
+    cut = DEFAULT_MATCH_Z if args.match_z is None else args.match_z
+    matches, z = masks_match(encoder, image, list(masks), args.text, cut)
+    if not matches.any():
+        print(f"no match for {args.text!r}: the best mask scores z = {z.max():.2f}, below --match-z {cut:g} "
+              "(promptseg.text.matching); no mask written")
+    return masks[matches], scores[matches]

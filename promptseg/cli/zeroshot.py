@@ -10,6 +10,9 @@ Proposals and instances keep one record per image in ``<out>.work/records/`` (:c
 written last, atomically; its presence marks the image done, and a re-run skips it), then gather them
 into ``--out``. Images are read by :func:`promptseg.io.read_image` (EXIF orientation applied). Image ids come
 from ``--annotations`` (a COCO file listing the images) or, COCO's convention, from the integer file stem.
+
+An image that cannot be read or processed is listed in ``failures.jsonl`` (in the edge-map folder, or in
+``<out>.work/``) and the run goes on; a re-run skips it unless ``--retry-failed`` (:mod:`promptseg.cli.runs`).
 """
 
 from __future__ import annotations
@@ -25,14 +28,16 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from promptseg.cli.common import add_generator_arguments, add_model_arguments, generator_settings, load_model
-from promptseg.io import (
-    RunRecords,
-    list_images,
-    plan_resume,
-    read_image,
-    write_bytes_atomically,
-    write_json_atomically,
+from promptseg.cli.runs import (
+    DECODE,
+    GENERATE,
+    ImageRun,
+    add_run_arguments,
+    output_file,
+    output_folder,
+    plan_images,
 )
+from promptseg.io import RunRecords, list_images, read_image, write_bytes_atomically, write_json_atomically
 
 PROPOSAL_CATEGORY = 1
 # The generator settings ``zeroshot proposals`` takes (defaults: the model's "proposals" preset).
@@ -83,6 +88,7 @@ def _common(parser: argparse.ArgumentParser, out_help: str) -> None:
     parser.add_argument("--out", type=Path, required=True, help=f"{out_help} (re-runs resume)")
     parser.add_argument("--batch-size", type=int, default=4, help="images encoded together (default 4)")
     add_model_arguments(parser)
+    add_run_arguments(parser)
 
 
 def _annotations_argument(parser: argparse.ArgumentParser) -> None:
@@ -98,11 +104,7 @@ def image_ids(images: Sequence[Path], annotations: Optional[Path]) -> dict[str, 
     if annotations is not None:
         if not annotations.is_file():
             raise FileNotFoundError(f"annotations file not found: {annotations}")
-        # COCO lists file_name; LVIS lists only coco_url, whose last part is the COCO file name.
-        listed = {
-            Path(image.get("file_name") or image["coco_url"]).name: int(image["id"])
-            for image in json.loads(annotations.read_text())["images"]
-        }
+        listed = _listed_images(annotations)
         missing = [path.name for path in images if path.name not in listed]
         if missing:
             raise ValueError(f"{len(missing)} image(s) are not listed in {annotations}, e.g. {missing[0]}")
@@ -118,6 +120,30 @@ def image_ids(images: Sequence[Path], annotations: Optional[Path]) -> dict[str, 
     return ids
 
 
+def _listed_images(annotations: Path) -> dict[str, int]:
+    """File name -> image id of a COCO (or LVIS) file's image list, or a ValueError naming the file."""
+    document = read_json(annotations)
+    try:
+        # COCO lists file_name; LVIS lists only coco_url, whose last part is the COCO file name.
+        return {
+            Path(image.get("file_name") or image["coco_url"]).name: int(image["id"])
+            for image in document["images"]
+        }
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
+        raise ValueError(
+            f"{annotations} is not a COCO file with an image list (each image with 'id' and 'file_name' or "
+            f"'coco_url'): {type(error).__name__}: {error}"
+        ) from None
+
+
+def read_json(path: Path) -> Any:
+    """The JSON document in ``path``, or a ValueError naming the file and where the JSON breaks."""
+    try:
+        return json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a JSON file ({error})") from None
+
+
 def _settings(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     settings = {"model": args.model, "checkpoint": str(args.checkpoint) if args.checkpoint else None, "dtype": args.dtype}
     return {**settings, **{name: getattr(args, name) for name in names}}
@@ -131,18 +157,20 @@ def _work_dir(out: Path) -> Path:
 def _run_records(
     args: argparse.Namespace,
     settings: dict[str, Any],
-    process: Callable[[Any, list[Path]], list[list[dict[str, Any]]]],
+    process: Callable[[Any, list[Path], list[np.ndarray]], list[list[dict[str, Any]]]],
     make_worker: Callable[[Any], Any],
     images: list[Path],
     ids: dict[str, int],
     task: str,
 ) -> int:
-    """Process the images without a record in batches, write a record per image, then gather ``--out``."""
+    """Process the images without a record in batches, write a record per image, then gather ``--out``.
+    An image that fails is listed in ``<out>.work/failures.jsonl``; the others go on."""
     work = _work_dir(args.out)
     records = RunRecords(work)
-    plan = records.plan(images)
+    plan = records.plan(images, retry_failed=args.retry_failed)
     print(plan.line(work))
     records.warn_on_other_settings(settings)
+    tally = ImageRun(f"promptseg zeroshot {task}", records, plan, strict=args.strict)
     todo = plan.todo
     if todo:
         model, description = load_model(args)
@@ -150,26 +178,47 @@ def _run_records(
         worker = make_worker(model)
         with tqdm(total=len(todo), desc=task, unit="image") as bar:
             for start in range(0, len(todo), args.batch_size):
-                chunk = todo[start : start + args.batch_size]
-                for path, results in zip(chunk, process(worker, chunk)):
-                    record = {"file_name": path.name, "image_id": ids[path.name], "settings": settings, "results": results}
-                    records.write(path.name, record)
-                bar.update(len(chunk))
-    gathered = []
+                chunk, decoded = _decoded(tally, todo[start : start + args.batch_size])
+                per_image = tally.attempt_batch(
+                    chunk, decoded, GENERATE,
+                    lambda pairs: process(worker, [path for path, _ in pairs], [image for _, image in pairs]),
+                )
+                for path, results in zip(chunk, per_image):
+                    if results is not None:
+                        records.write(path.name, {"file_name": path.name, "image_id": ids[path.name],
+                                                  "settings": settings, "results": results})
+                        tally.succeed()
+                bar.update(min(args.batch_size, len(todo) - start))
+    gathered, done = [], 0
     for path in images:
-        gathered.extend(records.read(path.name)["results"])
+        if records.is_done(path.name):
+            gathered.extend(records.read(path.name)["results"])
+            done += 1
     write_json_atomically(args.out, gathered)
-    print(f"wrote {len(gathered)} result(s) for {len(images)} image(s) to {args.out}")
-    return 0
+    print(f"wrote {len(gathered)} result(s) for {done} of {len(images)} image(s) to {args.out}")
+    return tally.finish()
+
+
+def _decoded(tally: ImageRun, chunk: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, np.ndarray]]]:
+    """The images of ``chunk`` that read (their paths, and (path, image) pairs); the others are listed as failed."""
+    pairs = []
+    for path in chunk:
+        image = tally.attempt(path, DECODE, lambda: read_image(path))
+        if image is not None:
+            pairs.append((path, image))
+    return [path for path, _ in pairs], pairs
 
 
 # ------------------------------------------------------------------- tasks
 def run_edges(args: argparse.Namespace) -> int:
     from promptseg.zeroshot.edges import EdgeDetector
 
+    output_folder(args.out)
     images = list_images(args.images, allow_file=False)
-    plan = plan_resume(images, lambda path: (args.out / f"{path.stem}.png").is_file())
+    records = RunRecords(args.out)
+    plan = plan_images(records, images, args.retry_failed, lambda path: (args.out / f"{path.stem}.png").is_file())
     print(plan.line(args.out))
+    tally = ImageRun("promptseg zeroshot edges", records, plan, strict=args.strict)
     todo = plan.todo
     if todo:
         model, description = load_model(args)
@@ -179,12 +228,18 @@ def run_edges(args: argparse.Namespace) -> int:
         )
         with tqdm(total=len(todo), desc="edges", unit="image") as bar:
             for start in range(0, len(todo), args.batch_size):
-                chunk = todo[start : start + args.batch_size]
-                for path, edge in zip(chunk, detector.detect_batch([read_image(p) for p in chunk], batch_size=len(chunk))):
-                    write_bytes_atomically(args.out / f"{path.stem}.png", edge_png(edge))
-                bar.update(len(chunk))
+                chunk, decoded = _decoded(tally, todo[start : start + args.batch_size])
+                edges = tally.attempt_batch(
+                    chunk, decoded, GENERATE,
+                    lambda pairs: detector.detect_batch([image for _, image in pairs], batch_size=len(pairs)),
+                )
+                for path, edge in zip(chunk, edges):
+                    if edge is not None:
+                        write_bytes_atomically(args.out / f"{path.stem}.png", edge_png(edge))
+                        tally.succeed()
+                bar.update(min(args.batch_size, len(todo) - start))
     print(f"edge maps in {args.out}")
-    return 0
+    return tally.finish()
 
 
 def edge_png(edge: np.ndarray) -> bytes:
@@ -197,6 +252,7 @@ def edge_png(edge: np.ndarray) -> bytes:
 def run_proposals(args: argparse.Namespace) -> int:
     from promptseg.zeroshot.proposals import ProposalGenerator
 
+    output_file(args.out)
     images = list_images(args.images, allow_file=False)
     ids = image_ids(images, args.annotations)
     generator = generator_settings(args, PROPOSAL_SETTINGS, purpose="proposals")
@@ -205,8 +261,8 @@ def run_proposals(args: argparse.Namespace) -> int:
     def make(model: Any) -> ProposalGenerator:
         return ProposalGenerator(model, generator, score=args.score)
 
-    def process(generator: ProposalGenerator, chunk: list[Path]) -> list[list[dict[str, Any]]]:
-        per_image = generator.propose_batch([read_image(p) for p in chunk], k=args.k, batch_size=len(chunk))
+    def process(generator: ProposalGenerator, chunk: list[Path], images: list[np.ndarray]) -> list[list[dict]]:
+        per_image = generator.propose_batch(images, k=args.k, batch_size=len(chunk))
         return [
             [{"image_id": ids[path.name], "category_id": PROPOSAL_CATEGORY, **proposal} for proposal in proposals]
             for path, proposals in zip(chunk, per_image)
@@ -218,9 +274,10 @@ def run_proposals(args: argparse.Namespace) -> int:
 def run_instances(args: argparse.Namespace) -> int:
     from promptseg.zeroshot.instances import BoxInstanceSegmenter, check_detections
 
+    output_file(args.out)
     if not args.detections.is_file():
         raise FileNotFoundError(f"detections file not found: {args.detections}")
-    detections = check_detections(json.loads(args.detections.read_text()))
+    detections = check_detections(read_json(args.detections))
     images = list_images(args.images, allow_file=False)
     ids = image_ids(images, args.annotations)
     known = set(ids.values())
@@ -235,7 +292,7 @@ def run_instances(args: argparse.Namespace) -> int:
     def make(model: Any) -> BoxInstanceSegmenter:
         return BoxInstanceSegmenter(model, mask_choice=args.mask_choice, score=args.score)
 
-    def process(segmenter: BoxInstanceSegmenter, chunk: list[Path]) -> list[list[dict[str, Any]]]:
-        return segmenter.segment_images([read_image(p) for p in chunk], [by_image[ids[p.name]] for p in chunk])
+    def process(segmenter: BoxInstanceSegmenter, chunk: list[Path], images: list[np.ndarray]) -> list[list[dict]]:
+        return segmenter.segment_images(images, [by_image[ids[p.name]] for p in chunk])
 
     return _run_records(args, settings, process, make, images, ids, "instances")

@@ -11,17 +11,14 @@ import numpy as np
 import torch
 
 from promptseg.data.sample import Sample
+from promptseg.errors import optional_module
 from promptseg.io import read_image
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
 def _coco_class() -> type:
-    try:
-        from pycocotools.coco import COCO
-    except ImportError as error:
-        raise ImportError("the COCO loader needs pycocotools: pip install pycocotools") from error
-    return COCO
+    return optional_module("pycocotools.coco", "the COCO loader", "pip install pycocotools").COCO
 
 
 class CocoInstances(torch.utils.data.Dataset):

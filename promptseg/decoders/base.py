@@ -28,7 +28,7 @@ import torch
 
 from promptseg.masks import mask_boxes_xyxy, stability_score
 from promptseg.modeling import Sam
-from promptseg.ops import BACKENDS, kernel_available, mask_postprocess
+from promptseg.ops import kernel_available, mask_postprocess, module_backend
 from promptseg.prompts.batch import PromptBatch, host_to_device
 from promptseg.prompts.tokens import SAM_RULE
 
@@ -134,9 +134,9 @@ def select_outputs(masks: torch.Tensor, iou: torch.Tensor, multimask_output: boo
 
 
 def model_backend(model: Sam) -> str:
-    """``reference`` when any op-calling module of ``model`` was set to the reference backend, else ``auto``."""
-    backends = {getattr(module, "backend", "auto") for module in model.modules()}
-    return "reference" if "reference" in backends else BACKENDS[0]
+    """``reference`` when any op-calling module of ``model`` was set to the reference backend, ``kernels``
+    when all were opted in to the kernels, else ``auto`` (:func:`promptseg.ops.module_backend`)."""
+    return module_backend(model)
 
 
 def device_longs(values: Sequence[int], device: torch.device) -> torch.Tensor:
@@ -156,7 +156,7 @@ class ModelDecoder(Decoder):
 
     @property
     def backend(self) -> str:  # type: ignore[override]
-        """``reference`` when any module of the model was set to it (``promptseg.ops.set_backend``), else ``auto``."""
+        """The model's ops backend (:func:`model_backend`)."""
         return model_backend(self.model)
 
 

@@ -32,7 +32,7 @@ import torch
 from promptseg.decoders.base import DecodeResult, ModelDecoder, device_longs, select_outputs
 from promptseg.modeling import Sam, TwoWayTransformer
 from promptseg.modeling.transformer import ImageSide
-from promptseg.ops import kernel_available
+from promptseg.ops import kernel_available, module_backend
 from promptseg.prompts.batch import PromptBatch
 
 FUSED_OPS = ("token_attention", "gathered_token_attention", "mask_postprocess")
@@ -42,20 +42,23 @@ FUSED_OPS = ("token_attention", "gathered_token_attention", "mask_postprocess")
 def fused_path_available(model: Sam, features: Optional[torch.Tensor], ops: Sequence[str] = FUSED_OPS) -> bool:
     """True when the fused decoder runs promptseg's kernels for ``model`` on ``features``.
 
-    That needs: bf16/fp16 CUDA image features in the model's dtype and on its device, every op of
-    the model on the ``auto`` backend, SAM's two-way transformer (which has the gathered form of
-    its first block; SAM 2's is a subclass), and the kernels ``ops`` (default :data:`FUSED_OPS`;
-    built, registered, not disabled by ``PROMPTSEG_DISABLE_KERNELS``).
+    That needs: bf16/fp16 CUDA image features in the model's dtype and on its device, no op of the
+    model on the ``reference`` backend, SAM's two-way transformer (which has the gathered form of
+    its first block; SAM 2's is a subclass), and the kernels ``ops`` (default :data:`FUSED_OPS`)
+    available on the model's backend (built, registered, in force: opted in or verified by a GPU
+    record, not disabled by ``PROMPTSEG_DISABLE_KERNELS`` or a failed self-check;
+    :func:`promptseg.ops.kernel_available`).
     """
     if features is None or not features.is_cuda or features.dtype not in (torch.bfloat16, torch.float16):
         return False
     if model.dtype != features.dtype or model.device != features.device:
         return False
-    if any(getattr(module, "backend", "auto") != "auto" for module in model.modules()):
+    backend = module_backend(model)
+    if backend == "reference":
         return False
     if not isinstance(model.mask_decoder.transformer, TwoWayTransformer):
         return False
-    return all(kernel_available(name, features) for name in ops)
+    return all(kernel_available(name, features, backend=backend) for name in ops)
 
 
 @dataclass

@@ -50,6 +50,7 @@ def generate_masks(
     batch_size: int = 1,
     fault_injection: Optional[FaultInjection] = None,
     verbose: bool = True,
+    retry_failed: bool = True,
     **overrides: Any,
 ) -> RunSummary:
     """Segment every image of ``source`` into ``out``, in the files of ``promptseg amg``.
@@ -71,6 +72,8 @@ def generate_masks(
         batch_size: images per decode task and per actor call (encoded together).
         fault_injection: a test hook that kills an actor once (:class:`FaultInjection`).
         verbose: print the plan, Ray Data's progress and the summary line.
+        retry_failed: process again the images an earlier run listed in ``failures.jsonl``; False
+            leaves them out and listed (``promptseg amg`` without ``--retry-failed``).
         overrides: generator settings to change (setting name -> value; None keeps the
             setting), e.g. ``points_per_side=16``.
     Returns:
@@ -92,7 +95,7 @@ def generate_masks(
         **{name: getattr(generator, name) for name in RUN_SETTINGS},
     )
     records = RunRecords(out)
-    plan = records.plan([] if images.remote else images.paths, name=file_name)
+    plan = records.plan([] if images.remote else images.paths, name=file_name, retry_failed=retry_failed)
     todo = list(images.paths) if images.remote else list(plan.todo)
     skipped_before = len(plan.done)
     if verbose:
@@ -111,7 +114,7 @@ def generate_masks(
             generator=generator.generator_kwargs(), settings=settings_record, mask_pngs=mask_pngs,
             fault=fault_injection,
         )
-        writer = RunWriter(out)
+        writer = RunWriter(out, keep_failures=[file_name(path) for path in plan.failed])
         started = time.perf_counter()
         if todo:
             done = records.done_names() if images.remote else frozenset()

@@ -22,9 +22,10 @@ class RunSummary:
         already_done: images skipped because their record existed.
         segmented: images segmented and written by this run.
         masks: masks written by this run.
-        failures: images listed in ``failures.jsonl``.
+        failures: images that failed in this run (listed in ``failures.jsonl``).
         seconds: wall time of the pipeline (from its start to the last write).
         failures_path: the failures file.
+        failed_before: images an earlier run listed as failed, left out and still listed.
     """
 
     images: int
@@ -34,6 +35,7 @@ class RunSummary:
     failures: int
     seconds: float
     failures_path: Path
+    failed_before: int = 0
 
     @property
     def images_per_second(self) -> float:
@@ -44,6 +46,7 @@ class RunSummary:
             f"amg (ray): {self.images} image(s), {self.already_done} already done, {self.segmented} segmented, "
             f"{self.masks} mask(s) in {self.seconds:.1f} s ({self.images_per_second:.2f} images/s), "
             f"{self.failures} failure(s)" + (f" listed in {self.failures_path}" if self.failures else "")
+            + (f", {self.failed_before} failed before (not retried)" if self.failed_before else "")
         )
 
 
@@ -51,17 +54,19 @@ class RunWriter:
     """Consumes the pipeline's rows: writes outputs atomically and failures as JSON lines
     (:class:`promptseg.io.RunRecords`).
 
-    ``failures.jsonl`` is started afresh by each run (failed images are retried on a re-run), and
-    temporary files a killed run left behind are removed.
+    ``failures.jsonl`` is started afresh by each run, keeping the failures of ``keep_failures``
+    (file names an earlier run listed that this run does not retry), and temporary files a killed
+    run left behind are removed.
     """
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, keep_failures: Iterable[str] = ()) -> None:
         self.out = Path(out)
         self.out.mkdir(parents=True, exist_ok=True)
         for folder in orphaned_temp_folders(self.out):
             remove_orphaned_temps_in(folder)
         self.records = RunRecords(self.out)
-        self.records.start_failures()
+        self.kept_failures = list(keep_failures)
+        self.records.start_failures(keep=self.kept_failures)
         self.failures_path = self.records.failures_path
         self.names: list[str] = []
         self.already_done = self.segmented = self.masks = self.failures = 0
@@ -89,4 +94,5 @@ class RunWriter:
             failures=self.failures,
             seconds=time.perf_counter() - started,
             failures_path=self.failures_path,
+            failed_before=len(self.kept_failures),
         )

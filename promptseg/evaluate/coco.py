@@ -10,18 +10,16 @@ import os
 from pathlib import Path
 from typing import Any, Union
 
+from promptseg.errors import optional_module
+
 Source = Union[str, "os.PathLike[str]", dict, list]
-MISSING = 'the COCO evaluations need pycocotools: pip install "promptseg[coco]"'
 
 
 def pycocotools_classes() -> tuple[type, type]:
     """(COCO, COCOeval), or an ImportError saying how to install them."""
-    try:
-        from pycocotools.coco import COCO
-        from pycocotools.cocoeval import COCOeval
-    except ImportError as error:
-        raise ImportError(MISSING) from error
-    return COCO, COCOeval
+    install = 'pip install "promptseg[coco]"'
+    coco = optional_module("pycocotools.coco", "the COCO evaluations", install)
+    return coco.COCO, optional_module("pycocotools.cocoeval", "the COCO evaluations", install).COCOeval
 
 
 def _load(source: Source, what: str) -> Any:

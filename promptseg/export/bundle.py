@@ -8,7 +8,6 @@ from typing import Any, Optional
 
 import torch
 
-import promptseg
 from promptseg.export.onnx_common import DEFAULT_OPSET, PathLike, check_opset, describe_onnx
 from promptseg.export.onnx_decoder import export_onnx_batched_decoder, export_onnx_decoder
 from promptseg.export.onnx_encoder import export_onnx_encoder
@@ -16,6 +15,7 @@ from promptseg.export.onnx_quantize import quantize_onnx
 from promptseg.export.sam2_onnx import export_sam2_onnx_decoder, export_sam2_onnx_encoder
 from promptseg.modeling import Sam
 from promptseg.sam2.modeling.sam2_base import SAM2Base
+from promptseg.version import __version__
 
 DESCRIPTION_FILE = "export.json"
 FORMAT_VERSION = 1
@@ -79,7 +79,7 @@ def export_onnx_bundle(
             quantize_onnx(files[name], files[f"{name}_quantized"])
     description = {
         "format_version": FORMAT_VERSION,
-        "promptseg_version": promptseg.__version__,
+        "promptseg_version": __version__,
         "model_type": model_type,
         "weights": weights if weights is not None else "random",
         "random_weights": weights is None,
@@ -114,7 +114,7 @@ def _export_sam2_bundle(
         quantize_onnx(files["decoder_batched"], files["decoder_batched_quantized"])
     description = {
         "format_version": FORMAT_VERSION,
-        "promptseg_version": promptseg.__version__,
+        "promptseg_version": __version__,
         "model_type": model_type,
         "model_family": "sam2",
         "weights": weights if weights is not None else "random",

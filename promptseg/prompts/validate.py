@@ -1,5 +1,9 @@
 """Validation of user input: images and prompts. Every check raises TypeError or ValueError
-naming what was expected and what was given; nothing passed in is modified."""
+naming what was expected and what was given; nothing passed in is modified.
+
+:func:`check_prompt_in_image` is the one rule for whether points and boxes lie on the image, with
+one message: the command line (``promptseg predict``) and the annotation API (a 400) both call it.
+The Python API (``SamPredictor.predict``) takes any finite coordinates, as the official one does."""
 
 from __future__ import annotations
 
@@ -101,6 +105,41 @@ def check_prompt(
         _check_finite("mask_input", checked_mask)
         checked_mask = checked_mask.astype(np.float32)
     return Prompt(coords, labels, checked_box, checked_mask, None if text is None else check_text(text))
+
+
+def check_inside_image(name: str, x: float, y: float, width: int, height: int) -> None:
+    """Raise ValueError unless the point (x, y) lies on a ``width`` x ``height`` image: 0 <= x <= W and
+    0 <= y <= H (the far edges included), naming the point as ``name``."""
+    if not (0 <= x <= width and 0 <= y <= height):
+        raise ValueError(
+            f"{name} = ({_number(x)}, {_number(y)}) is outside the image (0..{width}, 0..{height} pixels)"
+        )
+
+
+def check_prompt_in_image(points: Any, box: Any, width: int, height: int) -> None:
+    """Raise ValueError unless every point and both corners of the box lie on a ``width`` x ``height`` image.
+
+    Args:
+        points: (N, 2) (x, y) in pixels of the original image, or None.
+        box: (4,) XYXY in pixels, or None.
+        width, height: the image's size.
+    Raises:
+        ValueError: ``points[i] = (x, y) is outside the image (0..W, 0..H pixels)``, or the same of
+            ``box corner (x0, y0)`` / ``box corner (x1, y1)``.
+    """
+    for index, (x, y) in enumerate([] if points is None else np.asarray(points).reshape(-1, 2).tolist()):
+        check_inside_image(f"points[{index}]", x, y, width, height)
+    if box is not None:
+        x0, y0, x1, y1 = np.asarray(box).reshape(4).tolist()
+        check_inside_image("box corner (x0, y0)", x0, y0, width, height)
+        check_inside_image("box corner (x1, y1)", x1, y1, width, height)
+
+
+def _number(value: float) -> str:
+    """A coordinate as typed: 12 for 12 and 12.0, 12.5 for 12.5."""
+    if isinstance(value, (int, np.integer)) or (float(value).is_integer() and abs(value) < 2**53):
+        return str(int(value))
+    return repr(float(value))
 
 
 def check_text(text: Any) -> str:

@@ -15,10 +15,12 @@ from typing import Union
 import numpy as np
 import torch
 from PIL import Image
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from promptseg.checkpoint import read_safetensors, safetensors_metadata
+from promptseg.errors import CheckpointError
 from promptseg.io import atomic_path
-from promptseg.text.encoder import ConceptEncoder
+from promptseg.text.encoder import ConceptEncoder, TextReading
 from promptseg.text.tokenizer import WordTokenizer, default_words
 
 DEFAULT_CONFIG = {"dim": 128, "width": 128, "context_length": 16, "channels": [24, 48, 96, 128], "image_size": 56,
@@ -69,10 +71,12 @@ class BundledConceptEncoder(ConceptEncoder):
 
     It knows the synthetic vocabulary only (:mod:`promptseg.text.vocabulary`): colours, shapes and
     fills it can see in a crop. Size and position words are accepted but carry nothing (a crop
-    does not show them); other words are ignored.
+    does not show them); other words are left out (:meth:`read_text` names them, and text prompts
+    and ``find_instances`` warn about them, :mod:`promptseg.text.understanding`).
     """
 
     name = "bundled concept encoder (synthetic vocabulary)"
+    open_vocabulary = False
 
     def __init__(self, config: dict | None = None, words: tuple[str, ...] | None = None) -> None:
         super().__init__()
@@ -90,6 +94,15 @@ class BundledConceptEncoder(ConceptEncoder):
 
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, list[bool]]:
         return self.tokenizer(texts)
+
+    def read_text(self, text: str) -> TextReading:
+        """Its vocabulary's words in ``text`` (known) and the other words (unknown: they carry nothing)."""
+        known, unknown = self.tokenizer.read(text)
+        return TextReading(text, known, unknown)
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        return self.tokenizer.content_words()
 
     def text_features(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.text(tokens)
@@ -117,16 +130,23 @@ class BundledConceptEncoder(ConceptEncoder):
 
     @classmethod
     def from_file(cls, path: Union[str, Path], device: Union[str, torch.device, None] = None) -> "BundledConceptEncoder":
-        """Load a file written by :meth:`save`."""
-        from safetensors import safe_open
+        """Load a file written by :meth:`save`.
 
+        Raises:
+            FileNotFoundError: no such file.
+            CheckpointError: not a whole safetensors file, or not one written by :meth:`save`.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"concept encoder weights not found: {path}")
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
+        metadata = safetensors_metadata(path)
         if "config" not in metadata:
-            raise ValueError(f"{path} is not a promptseg concept encoder file (no 'config' in its metadata)")
-        model = cls(json.loads(metadata["config"]), tuple(json.loads(metadata["words"])))
-        model.load_state_dict(load_file(str(path)), strict=True)
+            raise CheckpointError(f"{path} is not a promptseg concept encoder file (no 'config' in its metadata)")
+        try:
+            model = cls(json.loads(metadata["config"]), tuple(json.loads(metadata["words"])))
+            model.load_state_dict(read_safetensors(path), strict=True)
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            if isinstance(error, CheckpointError):
+                raise
+            raise CheckpointError(f"{path} does not hold a concept encoder this promptseg can load ({error})") from None
         return model.to(device or "cpu").eval()

@@ -19,7 +19,7 @@ from typing import Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from promptseg.checkpoint import EXTENSION_PREFIXES, read_state_dict
+from promptseg.checkpoint import EXTENSION_PREFIXES, read_state_dict, safetensors_metadata
 from promptseg.errors import CheckpointError
 from promptseg.io import write_bytes_atomically
 from promptseg.text.prompt_encoder import TextPromptEncoder
@@ -128,11 +128,11 @@ def read_text_checkpoint(path: PathLike) -> TextCheckpoint:
 def _metadata(path: Path) -> dict:
     if path.suffix != ".safetensors":
         return {}
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        stored = (handle.metadata() or {}).get(METADATA_KEY)
-    return json.loads(stored) if stored else {}
+    stored = safetensors_metadata(path).get(METADATA_KEY)
+    try:
+        return json.loads(stored) if stored else {}
+    except ValueError as error:
+        raise CheckpointError(f"{str(path)!r}: its {METADATA_KEY!r} metadata is not JSON ({error})") from None
 
 
 def _infer_config(text_state: Mapping[str, torch.Tensor]) -> dict[str, int]:

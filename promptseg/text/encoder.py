@@ -8,6 +8,7 @@ A :class:`ConceptEncoder` maps phrases (``encode_text``) and object crops (``enc
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Sequence, Union
 
 import numpy as np
@@ -17,6 +18,28 @@ import torch.nn.functional as F
 Crops = Union[Sequence[np.ndarray], torch.Tensor]
 
 
+@dataclass(frozen=True)
+class TextReading:
+    """How an encoder reads a phrase.
+
+    Attributes:
+        text: the phrase.
+        known: its words that the encoder knows and that carry meaning (normalised, in order).
+        unknown: its words outside the encoder's vocabulary, as written (they carry nothing).
+        open_vocabulary: the encoder reads any word (then ``known`` is every word and ``unknown`` empty).
+    """
+
+    text: str
+    known: tuple[str, ...]
+    unknown: tuple[str, ...] = ()
+    open_vocabulary: bool = False
+
+    @classmethod
+    def open(cls, text: str) -> "TextReading":
+        """The reading of an encoder that knows every word."""
+        return cls(text, tuple(text.split()), (), True)
+
+
 class ConceptEncoder(torch.nn.Module):
     """A CLIP-style dual encoder (abstract).
 
@@ -24,11 +47,13 @@ class ConceptEncoder(torch.nn.Module):
         dim: width of the joint embedding.
         context_length: most tokens a text may have; longer texts are truncated with a warning.
         name: a short description (backend and model).
+        open_vocabulary: whether every word is read (True unless a backend has a fixed vocabulary).
     """
 
     dim: int
     context_length: int
     name: str = "concept encoder"
+    open_vocabulary: bool = True
 
     # -------------------------------------------------------------- backends implement
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, list[bool]]:
@@ -46,6 +71,15 @@ class ConceptEncoder(torch.nn.Module):
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, dim) unnormalised image features of preprocessed pixels (differentiable)."""
         raise NotImplementedError
+
+    def read_text(self, text: str) -> TextReading:
+        """Which words of ``text`` the encoder knows (every word, unless a backend has a fixed vocabulary)."""
+        return TextReading.open(text)
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        """The words that carry meaning, for a fixed vocabulary; empty for an open one."""
+        return ()
 
     # -------------------------------------------------------------- public API
     @property

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from promptseg.errors import CheckpointError, optional_module
 from promptseg.text.encoder import ConceptEncoder
 
 CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
@@ -21,13 +22,7 @@ FOLDER_NAMES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 def import_open_clip() -> Any:
     """The ``open_clip`` module, or an ImportError saying how to install it."""
-    try:
-        import open_clip
-    except ImportError as error:
-        raise ImportError(
-            'the open_clip concept encoder needs open_clip; install it with: pip install "promptseg[clip]"'
-        ) from error
-    return open_clip
+    return optional_module("open_clip", "the open_clip concept encoder", 'pip install "promptseg[clip]"')
 
 
 def resolve_checkpoint(checkpoint: Union[str, Path]) -> Path:
@@ -61,7 +56,9 @@ class OpenClipConceptEncoder(ConceptEncoder):
         device: where to run.
     """
 
-    default_threshold = 0.25  # cosine similarity; real CLIP models put matching crops around 0.25-0.35
+    # A fixed cosine cut-off, for callers that want one; find_instances' default for an open-vocabulary
+    # encoder is the calibrated rule of promptseg.text.matching instead (no fixed scale fits every model).
+    default_threshold = 0.25
 
     def __init__(
         self,
@@ -76,7 +73,14 @@ class OpenClipConceptEncoder(ConceptEncoder):
         path = resolve_checkpoint(checkpoint) if checkpoint is not None else None
         model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None)
         if path is not None:
-            open_clip.load_checkpoint(model, str(path))
+            if path.stat().st_size == 0:
+                raise CheckpointError(f"CLIP checkpoint {path} is an empty file (0 bytes)")
+            try:
+                open_clip.load_checkpoint(model, str(path))
+            except Exception as error:  # torch, safetensors and open_clip each raise their own kinds
+                raise CheckpointError(
+                    f"could not load {path} into open_clip {model_name} ({type(error).__name__}: {str(error)[:300]})"
+                ) from None
         self.model = model.to(device or "cpu").eval()
         self.transform = preprocess
         self.tokenizer = open_clip.get_tokenizer(model_name)

@@ -21,6 +21,7 @@ from promptseg.checkpoint import identify_model_type
 from promptseg.errors import CheckpointError
 from promptseg.text.checkpoint import read_text_checkpoint
 from promptseg.text.prompt_encoder import TextPromptEncoder
+from promptseg.text.understanding import understood_text
 
 if TYPE_CHECKING:
     from promptseg.modeling import Sam
@@ -73,7 +74,14 @@ class TextPrompting:
 
     @torch.no_grad()
     def tokens(self, texts: Sequence[str], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """(N, k, C) sparse prompt tokens of N phrases, on ``device`` in ``dtype``."""
+        """(N, k, C) sparse prompt tokens of N phrases, on ``device`` in ``dtype``.
+
+        Each phrase is checked first (:func:`promptseg.text.understanding.understood_text`): words
+        outside the concept encoder's vocabulary are named in an ``UnknownWordsWarning``, and a
+        phrase with no known word raises ``UnknownTextError`` (a ValueError).
+        """
+        for text in texts:
+            understood_text(self.concept_encoder, text)
         embeddings = self.concept_encoder.encode_text(list(texts))
         return self.prompt_encoder(embeddings.float()).to(device=device, dtype=dtype)
 

@@ -24,6 +24,22 @@ class WordTokenizer:
         self.words, self.context_length = tuple(words), context_length
         self.ids = {word: index for index, word in enumerate(words)}
 
+    def content_words(self) -> tuple[str, ...]:
+        """The words that carry meaning: every token but padding, the unknown word and :data:`FUNCTION_WORDS`."""
+        return tuple(word for word in self.words[2:] if word not in FUNCTION_WORDS)
+
+    def read(self, text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(known, unknown) words of ``text``: its content words (normalised, in order) and its words
+        outside the vocabulary (as written). Function words are neither: they carry nothing."""
+        known, unknown = [], []
+        for raw in text.split():
+            word = normalise_word(raw)
+            if word not in self.ids:
+                unknown.append(raw)
+            elif word not in FUNCTION_WORDS:
+                known.append(word)
+        return tuple(known), tuple(unknown)
+
     def __call__(self, texts: list[str]) -> tuple[torch.Tensor, list[bool]]:
         """(N, context_length) int64 ids (0-padded) and, per text, whether it was cut to the context."""
         tokens = torch.zeros(len(texts), self.context_length, dtype=torch.int64)

@@ -92,6 +92,9 @@ if [[ -z "${PROMPTSEG_COMMIT:-}" && -f gpu_carry/commit.txt ]]; then
   PROMPTSEG_COMMIT="$(head -n 1 gpu_carry/commit.txt)"
 fi
 export PROMPTSEG_COMMIT="${PROMPTSEG_COMMIT:-}"   # what the records and benchmarks/harness.py name without .git
+# The session checks and measures the kernels, which are opt-in until a record of such a session
+# verifies them (promptseg.ops.kernel_policy): opt in for every step.
+export PROMPTSEG_KERNELS="${PROMPTSEG_KERNELS:-1}"
 
 # Caps per step (seconds), each overridden by CAP_<STEP>_S; the budget cuts the later ones short.
 declare -A cap_default=([wheels]=60 [build]=300 [info]=60 [tests]=240 [encoder]=150 [decoder]=90 [amg]=120

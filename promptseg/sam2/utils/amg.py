@@ -1,13 +1,14 @@
 """``sam2.utils.amg`` under its official path: the mask generator's helpers. The official SAM 2
 module is SAM's with one change, which :class:`MaskData` carries: ``to_numpy`` casts tensors to
-float32 first; everything else is :mod:`promptseg.utils.amg`'s (the official names and arguments)."""
+float32 first; everything else is :mod:`promptseg.amg.official`'s (the official names and arguments, shared with
+``promptseg.utils.amg``)."""
 
 from __future__ import annotations
 
 import torch
 
 from promptseg.amg.batching import MaskData as _SamMaskData
-from promptseg.utils.amg import (
+from promptseg.amg.official import (
     area_from_rle,
     batch_iterator,
     batched_mask_to_box,
