@@ -41,9 +41,9 @@ from promptseg.amg.batching import MaskData
 from promptseg.amg.grids import build_all_layer_point_grids, generate_crop_boxes
 from promptseg.amg.mask_data import postprocess_small_regions
 from promptseg.amg.nms import crop_nms_keep, nms_keep
-from promptseg.amg.regions import remove_small_regions_batch
+from promptseg.amg.regions import RegionCleanup, remove_small_regions_batch
 from promptseg.amg.rle import encode_rle
-from promptseg.decoders import Decoder, RegionCleanup
+from promptseg.decoders import Decoder
 from promptseg.prompts.validate import check_image
 from promptseg.modeling import Sam
 from promptseg.masks import mask_areas, mask_boxes_xyxy
@@ -262,7 +262,7 @@ def generate_records(
     sam2 = decoder.token_rule == SAM2_RULE
     if sam2:
         area = settings.min_mask_region_area
-        cleanup = RegionCleanup(predictor.model.mask_threshold, area, area)
+        cleanup = RegionCleanup(predictor.model.mask_threshold, area, area) if area > 0 else None
         if cleanup != getattr(decoder, "cleanup", None):
             decoder = decoder.with_cleanup(cleanup)  # type: ignore[attr-defined]
     run = _Run(predictor, decoder, settings, point_grids, decoding, sam2)

@@ -11,7 +11,7 @@ from promptseg.decoders.base import DecodeResult, Decoder, ModelDecoder, ModuleD
 from promptseg.decoders.fused import FusedDecoder, ImageTable, fused_path_available
 from promptseg.decoders.graphs import GraphDecoder
 from promptseg.decoders.sam2 import (
-    RegionCleanup,
+    LowResCleanup,
     Sam2Decoder,
     Sam2FusedDecoder,
     Sam2ModuleDecoder,
@@ -27,8 +27,8 @@ __all__ = [
     "GraphDecoder",
     "ImageTable",
     "ModelDecoder",
+    "LowResCleanup",
     "ModuleDecoder",
-    "RegionCleanup",
     "Sam2Decoder",
     "Sam2FusedDecoder",
     "Sam2ModuleDecoder",

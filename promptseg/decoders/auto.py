@@ -11,7 +11,7 @@ from promptseg.decoders.base import DecodeResult, Decoder, ModelDecoder, ModuleD
 from promptseg.decoders.fused import FusedDecoder, fused_path_available
 from promptseg.decoders.graphs import GraphDecoder
 from promptseg.decoders.sam2 import (
-    RegionCleanup,
+    LowResCleanup,
     Sam2DecodeResult,
     Sam2FusedDecoder,
     Sam2ModuleDecoder,
@@ -109,13 +109,13 @@ class AutoDecoder(ModelDecoder):
         return self.module.measure(low_res, input_size, original_size, image_size, threshold, stability_offset)
 
     @property
-    def cleanup(self) -> RegionCleanup:
-        """SAM 2 models: the :class:`~promptseg.decoders.sam2.RegionCleanup` of the post-processing."""
+    def cleanup(self) -> Optional[LowResCleanup]:
+        """SAM 2 models: the low-res clean-up of the post-processing (None: none)."""
         if not self.is_sam2:
             raise TypeError("region clean-up before resizing is SAM 2's post-processing; SAM has none")
         return self.module.cleanup  # type: ignore[attr-defined]
 
-    def with_cleanup(self, cleanup: RegionCleanup) -> "AutoDecoder":
+    def with_cleanup(self, cleanup: Optional[LowResCleanup]) -> "AutoDecoder":
         """SAM 2 models: a decoder sharing this one's decoders and caches, post-processing with ``cleanup``."""
         if not self.is_sam2:
             raise TypeError("region clean-up before resizing is SAM 2's post-processing; SAM has none")

@@ -8,7 +8,8 @@ What differs from SAM's decoders, and lives here:
 * outputs: the object score of each prompt (:meth:`Sam2Decoder.decode_with_object_scores`), and
   for single-mask output the dynamic multimask choice (``MaskDecoder.select_masks``);
 * post-processing: SAM 2's frame has no padding, so low-res logits are resized straight to the
-  image size (bilinear), after the optional hole / sprinkle removal of :class:`RegionCleanup`
+  image size (bilinear), after the optional hole / sprinkle removal given as ``cleanup``
+  (``promptseg.amg.regions.RegionCleanup``)
   (:func:`upscale_sam2_logits`, the arithmetic of the official ``SAM2Transforms.postprocess_masks``).
 
 Implementations: :class:`Sam2ModuleDecoder` (the model's modules, through
@@ -21,13 +22,11 @@ from __future__ import annotations
 
 import copy
 from abc import abstractmethod
-from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 from torch.nn import functional as F
 
-from promptseg.amg.regions import small_region_pixels
 from promptseg.decoders.base import DecodeResult, ModelDecoder, device_longs
 from promptseg.decoders.fused import (
     ImageTable,
@@ -37,7 +36,7 @@ from promptseg.decoders.fused import (
     image_table_key,
     transform_gathered,
 )
-from promptseg.encoders.features import MultiScaleFeatures
+from promptseg.sam2.modeling.features import MultiScaleFeatures
 from promptseg.masks import mask_boxes_xyxy, stability_score
 from promptseg.prompts.batch import PromptBatch
 from promptseg.prompts.tokens import SAM2_RULE
@@ -46,49 +45,22 @@ from promptseg.sam2.modeling.sam2_base import SAM2Base
 SAM2_FUSED_OPS = ("token_attention", "gathered_token_attention")
 """Kernels the SAM 2 fused decoder is chosen for (SAM 2's post-processing has no kernel)."""
 
-HOLE_LOGIT_OFFSET = 10.0
-"""A filled hole gets threshold + this, a removed sprinkle threshold - this (the official values)."""
-
 Sam2DecodeResult = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 """(P, C, S, S) low-res logits, (P, C) IoU and (P, 1) object score logits."""
 
-
-@dataclass(frozen=True)
-class RegionCleanup:
-    """SAM 2's clean-up of low-res logits before they are resized (the official predictor's
-    ``max_hole_area`` / ``max_sprinkle_area``; the mask generator's ``min_mask_region_area``).
-
-    Attributes:
-        mask_threshold: logits above it are foreground (the predictor's ``mask_threshold``).
-        max_hole_area: background regions (8-connected) of at most this many low-res pixels are set
-            to ``mask_threshold + 10``; 0 turns it off.
-        max_sprinkle_area: foreground regions of at most this many pixels are set to
-            ``mask_threshold - 10``; 0 turns it off. Both are found on the logits as given.
-    """
-
-    mask_threshold: float = 0.0
-    max_hole_area: float = 0.0
-    max_sprinkle_area: float = 0.0
-
-    @property
-    def active(self) -> bool:
-        return self.max_hole_area > 0 or self.max_sprinkle_area > 0
+LowResCleanup = Callable[[torch.Tensor], torch.Tensor]
+"""(P, C, h, w) low-res logits -> the same, cleaned (SAM 2's hole / sprinkle removal:
+``promptseg.amg.regions.RegionCleanup``, which the predictors and the mask generator pass in)."""
 
 
 def upscale_sam2_logits(
-    low_res: torch.Tensor, original_size: Sequence[int], cleanup: RegionCleanup = RegionCleanup()
+    low_res: torch.Tensor, original_size: Sequence[int], cleanup: Optional[LowResCleanup] = None
 ) -> torch.Tensor:
     """(P, C, h, w) low-res logits -> (P, C, H, W) float32 logits at the image's (H, W) = ``original_size``:
-    ``cleanup`` on the low-res logits, then a bilinear resize (no padding to crop in SAM 2's frame)."""
+    ``cleanup`` on the low-res logits (None: none), then a bilinear resize (no padding to crop in SAM 2's frame)."""
     masks = low_res.float()
-    if cleanup.active:
-        foreground = (masks > cleanup.mask_threshold).flatten(0, 1)
-        if cleanup.max_hole_area > 0:
-            holes = small_region_pixels(~foreground, cleanup.max_hole_area).reshape_as(masks)
-            masks = torch.where(holes, cleanup.mask_threshold + HOLE_LOGIT_OFFSET, masks)
-        if cleanup.max_sprinkle_area > 0:
-            sprinkles = small_region_pixels(foreground, cleanup.max_sprinkle_area).reshape_as(masks)
-            masks = torch.where(sprinkles, cleanup.mask_threshold - HOLE_LOGIT_OFFSET, masks)
+    if cleanup is not None:
+        masks = cleanup(masks)
     return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
 
 
@@ -109,19 +81,19 @@ class Sam2Decoder(ModelDecoder):
 
     Attributes:
         model: the :class:`~promptseg.sam2.modeling.sam2_base.SAM2Base` whose modules decode.
-        cleanup: the :class:`RegionCleanup` of :meth:`postprocess` (default: none).
+        cleanup: the :data:`LowResCleanup` of :meth:`postprocess` (default None: none).
     """
 
     token_rule = SAM2_RULE
     model: SAM2Base
 
-    def __init__(self, model: SAM2Base, cleanup: RegionCleanup = RegionCleanup()) -> None:
+    def __init__(self, model: SAM2Base, cleanup: Optional[LowResCleanup] = None) -> None:
         if not isinstance(model, SAM2Base):
             raise TypeError(f"{type(self).__name__} takes a promptseg.sam2 SAM2Base model, got {type(model).__name__}")
         self.model = model
         self.cleanup = cleanup
 
-    def with_cleanup(self, cleanup: RegionCleanup) -> "Sam2Decoder":
+    def with_cleanup(self, cleanup: Optional[LowResCleanup]) -> "Sam2Decoder":
         """A decoder that shares this one's model (and caches) and post-processes with ``cleanup``."""
         other = copy.copy(self)
         other.cleanup = cleanup
@@ -179,7 +151,7 @@ class Sam2Decoder(ModelDecoder):
         return mask_boxes_xyxy(logits > threshold), stability_score(logits, threshold, stability_offset)
 
     def __repr__(self) -> str:
-        cleanup = f", cleanup={self.cleanup}" if self.cleanup.active else ""
+        cleanup = f", cleanup={self.cleanup}" if self.cleanup is not None else ""
         return f"{type(self).__name__}(backend={self.backend!r}{cleanup})"
 
 
@@ -220,7 +192,7 @@ class Sam2FusedDecoder(Sam2Decoder):
     weights it reads change.
     """
 
-    def __init__(self, model: SAM2Base, cleanup: RegionCleanup = RegionCleanup()) -> None:
+    def __init__(self, model: SAM2Base, cleanup: Optional[LowResCleanup] = None) -> None:
         super().__init__(model, cleanup)
         self._cached: Optional[tuple[tuple, ImageTable]] = None
 

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from PIL.Image import Image
 
-from promptseg.decoders import AutoDecoder, Decoder, RegionCleanup
+from promptseg.amg.regions import RegionCleanup
+from promptseg.decoders import AutoDecoder, Decoder
 from promptseg.encoders import ImageEncoder, MultiScaleFeatures, Sam2ImageEncoder
 from promptseg.errors import ImageNotSetError
 from promptseg.predictor import SamPredictor

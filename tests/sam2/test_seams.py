@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from promptseg import SamPredictor
-from promptseg.decoders import AutoDecoder, Decoder, RegionCleanup, Sam2FusedDecoder, Sam2ModuleDecoder
+from promptseg.amg.regions import RegionCleanup
+from promptseg.decoders import AutoDecoder, Decoder, Sam2FusedDecoder, Sam2ModuleDecoder
 from promptseg.decoders import fused, sam2 as sam2_decoders
 from promptseg.encoders import MultiScaleFeatures, Sam2ImageEncoder, cat_features, default_encoder
 from promptseg.prompts.batch import pack_prompts
@@ -107,7 +108,7 @@ def test_sam2_decoders_post_process_in_the_square_frame(small_float64):
     assert torch.equal(full, expected)
     assert torch.equal(decoder.postprocess(low_res, (256, 256), (300, 400), 256, 0.5, False), expected > 0.5)
     cleaned = decoder.with_cleanup(RegionCleanup(0.0, 20, 20))
-    assert cleaned.cleanup == RegionCleanup(0.0, 20, 20) and decoder.cleanup == RegionCleanup()
+    assert cleaned.cleanup == RegionCleanup(0.0, 20, 20) and decoder.cleanup is None
     assert cleaned.module.model is decoder.module.model and cleaned.fused is not decoder.fused
     changed = cleaned.postprocess(low_res, (256, 256), (300, 400), 256, 0.0, True)
     assert torch.equal(changed, sam2_decoders.upscale_sam2_logits(low_res, (300, 400), RegionCleanup(0.0, 20, 20)))
@@ -127,8 +128,13 @@ def test_sam_decoders_reject_sam2_requests(tiny_pair):
 
 
 def test_sam2_fused_decode_traced_with_fake_cuda_tensors_uses_the_kernels(monkeypatch):
-    """The whole SAM 2 fused decode, traced on fake CUDA bf16 tensors: every attention goes to a kernel."""
+    """The whole SAM 2 fused decode, traced on fake CUDA bf16 tensors: every attention goes to a kernel
+    (the kernels opted in, PROMPTSEG_KERNELS=1, as the SAM test of the same name does)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
+
+    import promptseg.ops
+
+    monkeypatch.setenv(promptseg.ops.KERNELS_ENV, "1")
 
     from promptseg.ops import decoder_attention
     from promptseg.sam2.build_sam import instantiate_model

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 from torchvision.transforms import functional as TF
 
-from promptseg.decoders.sam2 import HOLE_LOGIT_OFFSET, RegionCleanup, upscale_sam2_logits
+from promptseg.amg.regions import HOLE_LOGIT_OFFSET, RegionCleanup
+from promptseg.decoders.sam2 import upscale_sam2_logits
 from promptseg.encoders.sam2 import PIXEL_MEAN, PIXEL_STD, normalize_unit_rgb
 from promptseg.prompts.frames import SquareResize
 
