@@ -70,8 +70,15 @@ def test_amg_ray_engine(sam2_cli, scenes, tmp_path, monkeypatch):
     import promptseg.distributed
     from promptseg.distributed.worker import MaskWorker, WorkerSpec
 
+    from promptseg.distributed.writer import RunSummary
+
     calls = []
-    monkeypatch.setattr(promptseg.distributed, "generate_masks", lambda *args, **kwargs: calls.append(kwargs))
+
+    def generate_masks(*args, **kwargs):
+        calls.append(kwargs)
+        return RunSummary(2, 0, 2, 4, 0, 1.0, tmp_path / "failures.jsonl")
+
+    monkeypatch.setattr(promptseg.distributed, "generate_masks", generate_masks)
     assert main(["amg", str(scenes), *MODEL, "--out", str(tmp_path), "--engine", "ray", *LOOSE]) == 0
     assert calls[0]["model"] == "sam2.1_hiera_t" and calls[0]["settings"].points_per_side == 3
     spec = WorkerSpec("sam2.1_hiera_t", None, "cpu", "float32", 1, calls[0]["settings"].generator_kwargs())
