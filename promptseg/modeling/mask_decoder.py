@@ -162,7 +162,10 @@ class MaskDecoder(nn.Module):
 
 
 class MLP(nn.Module):
-    """A ReLU MLP: input_dim -> hidden_dim x (num_layers - 1) -> output_dim, optional sigmoid."""
+    """``num_layers`` linear layers input_dim -> hidden_dim x (num_layers - 1) -> output_dim, with
+    ``activation`` (default ReLU) between them and an optional sigmoid. Parameters are
+    ``layers.{i}.weight/bias`` as officially; SAM 2's ``MLP`` (``promptseg.sam2.modeling.sam2_utils``) is
+    this one with its official argument order (``activation`` before ``sigmoid_output``)."""
 
     def __init__(
         self,
@@ -171,16 +174,20 @@ class MLP(nn.Module):
         output_dim: int,
         num_layers: int,
         sigmoid_output: bool = False,
+        *,
+        activation: type[nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
         self.num_layers = num_layers
         hidden = [hidden_dim] * (num_layers - 1)
         self.layers = nn.ModuleList(nn.Linear(n, k) for n, k in zip([input_dim] + hidden, hidden + [output_dim]))
         self.sigmoid_output = sigmoid_output
+        self.act = activation()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., input_dim) -> (..., output_dim)."""
         for index, layer in enumerate(self.layers):
             x = layer(x)
             if index < self.num_layers - 1:
-                x = F.relu(x)
+                x = self.act(x)
         return torch.sigmoid(x) if self.sigmoid_output else x

@@ -259,21 +259,10 @@ class SAM2Base(nn.Module):
         extra_tokens: Optional[torch.Tensor] = None,
         frame_xy: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """The sparse prompt embeddings the mask decoder takes (a promptseg addition, as ``Sam``'s).
-
-        Args:
-            coords: (P, T, 2) float token (x, y) in pixels of the S x S input frame, by SAM 2's token
-                rule (:mod:`promptseg.prompts.tokens`, ``rule="sam2"``: box corners, points, padding).
-            labels: (P, T) token labels in {-1, 0, 1, 2, 3}.
-            extra_tokens: (P, K, C) embedded tokens after the point-like ones, or None.
-            frame_xy: see ``PromptEncoder.embed_tokens``.
-        Returns:
-            (P, T + K, C) embeddings in the prompt encoder's dtype.
-        """
-        sparse = self.sam_prompt_encoder.embed_tokens(coords, labels, frame_xy=frame_xy)
-        if extra_tokens is None:
-            return sparse
-        return torch.cat([sparse, extra_tokens.to(sparse.dtype)], dim=1)
+        """The sparse prompt embeddings the mask decoder takes (a promptseg addition, as ``Sam``'s):
+        ``PromptEncoder.sparse_embeddings`` (``coords``: (P, T, 2) token (x, y) in pixels of the S x S
+        input frame, by SAM 2's token rule, ``promptseg.prompts.tokens`` ``rule="sam2"``)."""
+        return self.sam_prompt_encoder.sparse_embeddings(coords, labels, extra_tokens, frame_xy)
 
     def decode_tokens(
         self,
