@@ -3,14 +3,14 @@
 What differs from SAM's decoders, and lives here:
 
 * tokens: SAM 2's rule (``token_rule = "sam2"``: box corners, points, then always one padding token);
-* features: :class:`~promptseg.encoders.features.MultiScaleFeatures`, whose two high-resolution
+* features: :class:`~promptseg.sam2.modeling.features.MultiScaleFeatures`, whose two high-resolution
   levels the SAM 2 mask decoder adds in its upscaling (gathered per prompt like the embedding);
 * outputs: the object score of each prompt (:meth:`Sam2Decoder.decode_with_object_scores`), and
   for single-mask output the dynamic multimask choice (``MaskDecoder.select_masks``);
 * post-processing: SAM 2's frame has no padding, so low-res logits are resized straight to the
   image size (bilinear), after the optional hole / sprinkle removal given as ``cleanup``
-  (``promptseg.amg.regions.RegionCleanup``)
-  (:func:`upscale_sam2_logits`, the arithmetic of the official ``SAM2Transforms.postprocess_masks``).
+  (``promptseg.amg.regions.RegionCleanup``): :func:`upscale_sam2_logits`, the arithmetic of the
+  official ``SAM2Transforms.postprocess_masks``.
 
 Implementations: :class:`Sam2ModuleDecoder` (the model's modules, through
 ``SAM2Base.decode_tokens``) and :class:`Sam2FusedDecoder` (the first two-way block's image-side
@@ -36,10 +36,10 @@ from promptseg.decoders.fused import (
     image_table_key,
     transform_gathered,
 )
-from promptseg.sam2.modeling.features import MultiScaleFeatures
 from promptseg.masks import mask_boxes_xyxy, stability_score
 from promptseg.prompts.batch import PromptBatch
 from promptseg.prompts.tokens import SAM2_RULE
+from promptseg.sam2.modeling.features import MultiScaleFeatures
 from promptseg.sam2.modeling.sam2_base import SAM2Base
 
 SAM2_FUSED_OPS = ("token_attention", "gathered_token_attention")
