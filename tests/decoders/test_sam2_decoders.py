@@ -123,28 +123,15 @@ def test_sam_decoders_reject_sam2_requests(tiny_pair):
         Sam2ModuleDecoder(copy.deepcopy(tiny_pair[1])) if False else sam2_decoders.multiscale(torch.zeros(1))
 
 
-def test_sam2_fused_decode_traced_with_fake_cuda_tensors_uses_the_kernels(monkeypatch):
+def test_sam2_fused_decode_traced_with_fake_cuda_tensors_uses_the_kernels(monkeypatch, kernel_routes):
     """The whole SAM 2 fused decode, traced on fake CUDA bf16 tensors: every attention goes to a kernel
-    (the kernels opted in, PROMPTSEG_KERNELS=1, as the SAM test of the same name does)."""
+    (the kernels opted in, as the SAM test of the same name does)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    import promptseg.ops
-
-    monkeypatch.setenv(promptseg.ops.KERNELS_ENV, "1")
-
-    from promptseg.ops import decoder_attention
     from promptseg.sam2.build_sam import instantiate_model
     from promptseg.sam2.configs import model_config
 
-    routed = []
-    original = decoder_attention.kernel_for
-
-    def spy(op_name, *tensors, backend="auto"):
-        kernel = original(op_name, *tensors, backend=backend)
-        routed.append((op_name, kernel is not None))
-        return kernel
-
-    monkeypatch.setattr(decoder_attention, "kernel_for", spy)
+    routed = kernel_routes
     from promptseg.sam2.modeling import sam2_base
 
     monkeypatch.setattr(sam2_base, "trunc_normal_", lambda tensor, std: tensor)  # data-dependent under fake tensors
