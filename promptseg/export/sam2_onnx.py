@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from promptseg.export.onnx_common import DEFAULT_OPSET, PathLike, check_opset, export_module, exportable_copy, model_device
+from promptseg.export.onnx_decoder import PROMPT_INPUT_AXES, example_prompt_inputs
 from promptseg.sam2.modeling.sam2_base import SAM2Base
 
 SAM2_ENCODER_INPUTS = ("images",)
@@ -132,22 +133,15 @@ def export_sam2_onnx_decoder(
     grid_h, grid_w = encoder.image_embedding_size
     mask_h, mask_w = encoder.mask_input_size
     side = export_model.image_size
-    prompts, tokens, images = 3, 4, 2
+    images = 2
     mask_tokens = export_model.sam_mask_decoder.num_mask_tokens
     example = (
         torch.randn(images, embed_dim, grid_h, grid_w, device=device),
         torch.randn(images, embed_dim // 8, 4 * grid_h, 4 * grid_w, device=device),
         torch.randn(images, embed_dim // 4, 2 * grid_h, 2 * grid_w, device=device),
-        torch.rand(prompts, tokens, 2, device=device) * side,
-        torch.randint(-1, 4, (prompts, tokens), device=device).float(),
-        torch.ones(prompts, tokens, dtype=torch.bool, device=device),
-        torch.randn(prompts, 1, mask_h, mask_w, device=device),
-        torch.ones(prompts, device=device),
-        torch.zeros(prompts, dtype=torch.long, device=device),
-    )
+    ) + example_prompt_inputs(side, (mask_h, mask_w), device)
     prompt_axis = {0: "num_prompts"}
     image_axis = {0: "num_images"}
-    token_axes = {0: "num_prompts", 1: "num_points"}
     export_module(
         Sam2DecoderGraph(export_model),
         example,
@@ -158,12 +152,7 @@ def export_sam2_onnx_decoder(
             "image_embeddings": image_axis,
             "high_res_feats_0": image_axis,
             "high_res_feats_1": image_axis,
-            "point_coords": token_axes,
-            "point_labels": token_axes,
-            "token_mask": token_axes,
-            "mask_input": prompt_axis,
-            "has_mask_input": prompt_axis,
-            "image_index": prompt_axis,
+            **PROMPT_INPUT_AXES,
             **{name: prompt_axis for name in SAM2_DECODER_OUTPUTS},
         },
         opset=opset,
