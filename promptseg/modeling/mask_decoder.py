@@ -7,7 +7,6 @@ from typing import Optional
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from promptseg.modeling.common import LayerNorm2d
 
@@ -123,15 +122,8 @@ class MaskDecoder(nn.Module):
             (P, 1 + num_mask_tokens + T, C) tokens and their (P, 1 + num_mask_tokens + T) bool key
             padding mask (None when ``token_padding_mask`` is None).
         """
-        prompts = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        output_tokens = output_tokens.unsqueeze(0).expand(prompts, -1, -1)
-        tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
-        key_padding_mask = None
-        if token_padding_mask is not None:
-            always_valid = token_padding_mask.new_ones(prompts, output_tokens.shape[1])
-            key_padding_mask = torch.cat([always_valid, token_padding_mask], dim=1)
-        return tokens, key_padding_mask
+        return prepend_output_tokens(output_tokens, sparse_prompt_embeddings, token_padding_mask)
 
     def masks_from_tokens(
         self, hs: torch.Tensor, src: torch.Tensor, grid: tuple[int, int]
@@ -159,6 +151,24 @@ class MaskDecoder(nn.Module):
         )
         iou_pred = self.iou_prediction_head(iou_token_out)
         return masks, iou_pred
+
+
+def prepend_output_tokens(
+    output_tokens: torch.Tensor, sparse_prompt_embeddings: torch.Tensor, token_padding_mask: Optional[torch.Tensor]
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """A mask decoder's token sequence: its (S, C) output tokens (SAM: IoU and mask tokens; SAM 2: the
+    object-score token first), then each prompt's (P, T, C) tokens.
+
+    Returns:
+        (P, S + T, C) tokens and their (P, S + T) bool key padding mask (output tokens always valid;
+        None when ``token_padding_mask`` is None).
+    """
+    prompts = sparse_prompt_embeddings.shape[0]
+    tokens = torch.cat((output_tokens.unsqueeze(0).expand(prompts, -1, -1), sparse_prompt_embeddings), dim=1)
+    if token_padding_mask is None:
+        return tokens, None
+    always_valid = token_padding_mask.new_ones(prompts, output_tokens.shape[0])
+    return tokens, torch.cat([always_valid, token_padding_mask], dim=1)
 
 
 class MLP(nn.Module):
