@@ -4,6 +4,11 @@ Points and boxes are checked against the image by the annotation API's rule and 
 (:func:`promptseg.prompts.validate.check_prompt_in_image`); a point off the image exits with
 status 2 before the model is loaded. An image that cannot be read exits with status 1, naming
 the file and the problem.
+
+Given a folder, each image gets the same prompts (or one click at its centre) and its own
+``--out/<file name>/``; an image that cannot be read, or that a prompt falls outside, is listed in
+``--out/failures.jsonl`` and the run goes on (:mod:`promptseg.cli.runs`); a re-run skips the images
+already done.
 """
 
 from __future__ import annotations
@@ -17,8 +22,8 @@ import torch
 from PIL import Image
 
 from promptseg.cli.common import add_model_arguments, load_model
-from promptseg.cli.runs import output_folder
-from promptseg.io import read_image
+from promptseg.cli.runs import DECODE, GENERATE, ImageRun, add_run_arguments, output_folder, plan_images
+from promptseg.io import RunRecords, list_images, read_image
 from promptseg.prompts.validate import check_prompt_in_image
 
 
@@ -53,7 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "by `promptseg train --text`.",
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("image", type=Path, nargs="?", help="image file (any format Pillow reads)")
+    source.add_argument(
+        "image", type=Path, nargs="?",
+        help="image file (any format Pillow reads), or a folder of images (each gets the same prompts)",
+    )
     source.add_argument("--synthetic-scene", type=int, metavar="SEED", help="generate a 256x256 synthetic scene instead")
     add_model_arguments(parser)
     parser.add_argument(
@@ -70,17 +78,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "promptseg.text.matching at this cut-off (default 3); other masks are dropped as no match",
     )
     parser.add_argument("--multimask", action="store_true", help="return 3 ambiguity masks instead of 1")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (for a folder: one sub-folder per image)")
+    add_run_arguments(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from promptseg.data.synthetic import generate_scene
-    from promptseg.predictor import SamPredictor
     from promptseg.cli.reports import write_prediction
+    from promptseg.data.synthetic import generate_scene
     from promptseg.masks import mask_iou
 
     output_folder(args.out)
+    if args.image is not None and args.image.is_dir():
+        return _run_folder(args)
     scene = None
     if args.synthetic_scene is not None:
         scene = generate_scene(args.synthetic_scene)
@@ -91,22 +101,11 @@ def run(args: argparse.Namespace) -> int:
         image = read_image(args.image)
     height, width = image.shape[:2]
     check_prompt_in_image([p[:2] for p in args.point] or None, args.box, width, height)
-    if args.text is not None:
-        from promptseg.cli.common import load_text_model_from_args
-
-        model, text, description = load_text_model_from_args(args)
-    else:
-        model, description = load_model(args)
-        text = None
-    print(f"model: {description}")
-    predictor = SamPredictor(model, text=text)
+    predictor, text, description = _predictor(args)
     predictor.set_image(image)
-
-    points = np.array([p[:2] for p in args.point], dtype=np.float64) if args.point else None
-    labels = np.array([p[2] for p in args.point], dtype=np.int64) if args.point else None
-    box = np.array(args.box) if args.box is not None else None
-    info = {"image": str(args.image) if scene is None else f"synthetic scene {args.synthetic_scene}", "model": description}
-    if scene is not None and points is None and box is None and args.text is None:
+    source = str(args.image) if scene is None else f"synthetic scene {args.synthetic_scene}"
+    info = {"image": source, "model": description}
+    if scene is not None and not args.point and args.box is None and args.text is None:
         # One click per object, at the point farthest from its boundary; the best-ranked mask of each.
         points = scene.first_clicks()
         labels = np.ones(len(points), dtype=np.int64)
@@ -119,22 +118,88 @@ def run(args: argparse.Namespace) -> int:
         result = write_prediction(args.out, image, masks, scores, points, labels, info=info, ground_truth_iou=ground_truth)
         print(f"scene has {len(masks)} objects; mean IoU of the best-ranked masks with the ground truth: {np.mean(ground_truth):.3f}")
     else:
-        if points is None and box is None and args.text is None:
-            points, labels = np.array([[width / 2, height / 2]]), np.array([1])
-            print(f"no --point or --box given: using one foreground click at the image centre {points[0].tolist()}")
-        masks, scores, _ = predictor.predict(points, labels, box, multimask_output=args.multimask, text=args.text)
-        if text is not None and text.concept_encoder.open_vocabulary:
-            masks, scores = _matching_masks(image, masks, scores, args, text.concept_encoder)
-        info["prompt"] = {
-            "text": args.text,
-            "points": points.tolist() if points is not None else None,
-            "labels": labels.tolist() if labels is not None else None,
-            "box": args.box,
-        }
-        result = write_prediction(args.out, image, masks, scores, points, labels, [args.box] if args.box else (), info)
-    best_score = max(record["score"] for record in result["masks"]) if result["masks"] else float("nan")
-    print(f"wrote {len(result['masks'])} mask(s), overlay.png and result.json to {args.out} (best score {best_score:.3f})")
+        _say_centre_click(args)
+        result = _predict_image(predictor, text, image, args, info, args.out)
+    print(f"wrote {len(result['masks'])} mask(s), overlay.png and result.json to {args.out} ({_best(result)})")
     return 0
+
+
+def _predictor(args: argparse.Namespace) -> tuple[object, object, str]:
+    """(SamPredictor, the text model or None, the model's description), loaded as the arguments say."""
+    from promptseg.predictor import SamPredictor
+
+    if args.text is not None:
+        from promptseg.cli.common import load_text_model_from_args
+
+        model, text, description = load_text_model_from_args(args)
+    else:
+        model, description = load_model(args)
+        text = None
+    print(f"model: {description}")
+    return SamPredictor(model, text=text), text, description
+
+
+def _predict_image(
+    predictor: object, text: object, image: np.ndarray, args: argparse.Namespace, info: dict, out: Path
+) -> dict:
+    """Predict from the command's prompts (one click at the centre when none) on the predictor's image
+    and write masks, overlay and result.json into ``out``; returns the result record."""
+    from promptseg.cli.reports import write_prediction
+
+    height, width = image.shape[:2]
+    points = np.array([p[:2] for p in args.point], dtype=np.float64) if args.point else None
+    labels = np.array([p[2] for p in args.point], dtype=np.int64) if args.point else None
+    box = np.array(args.box) if args.box is not None else None
+    if points is None and box is None and args.text is None:
+        points, labels = np.array([[width / 2, height / 2]]), np.array([1])
+    masks, scores, _ = predictor.predict(points, labels, box, multimask_output=args.multimask, text=args.text)
+    if text is not None and text.concept_encoder.open_vocabulary:
+        masks, scores = _matching_masks(image, masks, scores, args, text.concept_encoder)
+    info["prompt"] = {
+        "text": args.text,
+        "points": points.tolist() if points is not None else None,
+        "labels": labels.tolist() if labels is not None else None,
+        "box": args.box,
+    }
+    return write_prediction(out, image, masks, scores, points, labels, [args.box] if args.box else (), info)
+
+
+def _run_folder(args: argparse.Namespace) -> int:
+    """Every image of the folder ``args.image`` with the same prompts, each into ``--out/<file name>/``."""
+    from tqdm.auto import tqdm
+
+    images = list_images(args.image)
+    records = RunRecords(args.out)
+    plan = plan_images(records, images, args.retry_failed, is_done=lambda path: (args.out / path.name / "result.json").exists())
+    tally = ImageRun("promptseg predict", records, plan, strict=args.strict)
+    print(f"{len(images)} image(s): {len(plan.done)} already done in {args.out}, {len(plan.todo)} to do"
+          + (f", {len(plan.failed)} failed before (--retry-failed retries them)" if plan.failed else ""))
+    if not plan.todo:
+        return tally.finish()
+    predictor, text, description = _predictor(args)
+    _say_centre_click(args)
+
+    def predict(path: Path, image: np.ndarray) -> dict:
+        check_prompt_in_image([p[:2] for p in args.point] or None, args.box, image.shape[1], image.shape[0])
+        predictor.set_image(image)
+        return _predict_image(predictor, text, image, args, {"image": str(path), "model": description}, args.out / path.name)
+
+    for path in tqdm(plan.todo, desc="predict", unit="image"):
+        image = tally.attempt(path, DECODE, lambda: read_image(path))
+        if image is not None and tally.attempt(path, GENERATE, lambda: predict(path, image)) is not None:
+            tally.succeed()
+    print(f"wrote {tally.succeeded} image(s)' masks, overlays and result.json into {args.out}/<file name>/")
+    return tally.finish()
+
+
+def _say_centre_click(args: argparse.Namespace) -> None:
+    if not args.point and args.box is None and args.text is None:
+        print("no --point, --box or --text given: one foreground click at the centre of the image")
+
+
+def _best(result: dict) -> str:
+    best = max((record["score"] for record in result["masks"]), default=float("nan"))
+    return f"best score {best:.3f}"
 
 
 def _matching_masks(

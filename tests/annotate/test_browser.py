@@ -211,8 +211,15 @@ def served(tmp_path_factory, model, scenes):
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    playwright = sync_api.sync_playwright().start()
+def playwright():
+    """One Playwright driver for the module: its sync API cannot run two at once in a process."""
+    driver = sync_api.sync_playwright().start()
+    yield driver
+    driver.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(playwright, tmp_path_factory):
     context = playwright.chromium.launch_persistent_context(
         str(tmp_path_factory.mktemp("chromium-profile")), executable_path=str(CHROMIUM), headless=True,
         args=CHROMIUM_ARGS, viewport=VIEWPORT, accept_downloads=True,
@@ -220,7 +227,6 @@ def browser(tmp_path_factory):
     )
     yield context
     context.close()
-    playwright.stop()
 
 
 @pytest.fixture()
@@ -517,11 +523,10 @@ def test_toolbar_fits_view_keys_and_help_lists_delete(served, page):
     assert page.locator("#help").is_hidden()
 
 
-def test_the_page_runs_under_its_csp(served, tmp_path_factory):
+def test_the_page_runs_under_its_csp(served, playwright, tmp_path_factory):
     """Guards: the server's Content-Security-Policy (no framing, scripts and images from this server only)
     blocking something the page itself needs; the other tests bypass it to evaluate their checks."""
     url, _ = served
-    playwright = sync_api.sync_playwright().start()
     context = playwright.chromium.launch_persistent_context(
         str(tmp_path_factory.mktemp("chromium-csp")), executable_path=str(CHROMIUM), headless=True,
         args=CHROMIUM_ARGS, viewport=VIEWPORT,
@@ -538,7 +543,6 @@ def test_the_page_runs_under_its_csp(served, tmp_path_factory):
         assert not [e for e in errors if "favicon" not in e], f"errors in the page under its CSP: {errors}"
     finally:
         context.close()
-        playwright.stop()
 
 
 def test_unreadable_files_are_shown_with_their_reason(tmp_path_factory, model, browser, scenes):

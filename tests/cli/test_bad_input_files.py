@@ -84,6 +84,7 @@ def folders(tmp_path_factory):
 
 # command -> (arguments before --out, whether --out is a file, where failures.jsonl lands relative to --out)
 COMMANDS = {
+    "predict": (["predict", "{src}"], False, "."),
     "amg": (["amg", "{src}", "--points-per-side", "2"], False, "."),
     "find": (["find", "{src}", "--text", "red circle", "--points-per-side", "2"], False, "."),
     "zeroshot edges": (["zeroshot", "edges", "{src}", "--points-per-side", "2"], False, "."),
@@ -233,3 +234,25 @@ def test_evaluate_names_a_bad_edge_map(kind, tmp_path, capsys):
         main(["evaluate", "edges", "--gt", str(gt), "--pred", str(pred)])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and f"cannot read {bad}" in err and "Traceback" not in err
+
+
+def test_predict_on_a_folder_lists_an_image_its_point_falls_outside(tmp_path, capsys):
+    """Guards against: one image of a folder that a --point misses stopping the run (or a mask on a point
+    the image does not have): it is listed, with the annotation API's message, and the others are done."""
+    import json
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    write_good_image(folder, "small.png")  # 64 x 64
+    Image.fromarray(generate_scene(4).image).save(folder / "large.png")  # 256 x 256
+    out = tmp_path / "out"
+    assert main(["predict", str(folder), "--point", "100,100", "--out", str(out)]) == 0
+    assert json.loads((out / "large.png" / "result.json").read_text())["masks"]
+    assert not (out / "small.png").exists()
+    (failure,) = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert failure["file_name"] == "small.png" and failure["stage"] == "generate"
+    assert "outside the image" in failure["error"]
+    assert "Traceback" not in capsys.readouterr().err
+    # A re-run does nothing more: large.png is done, small.png failed before.
+    assert main(["predict", str(folder), "--point", "100,100", "--out", str(out)]) == 0
+    assert "1 already done" in capsys.readouterr().out
