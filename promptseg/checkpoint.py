@@ -134,24 +134,25 @@ def load_into(
             f"but model_type={model_type!r} was requested; build it with model_type={found_type!r}"
         )
     state_dict = {key: value for key, value in state_dict.items() if not key.startswith(EXTENSION_PREFIXES)}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    wrong_shape = sorted(
-        f"{key}: checkpoint {tuple(state_dict[key].shape)}, model {tuple(expected[key].shape)}"
-        for key in set(expected) & set(state_dict)
-        if state_dict[key].shape != expected[key].shape
-    )
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {_listing(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
-    if wrong_shape:
-        problems.append(f"keys of the wrong shape ({len(wrong_shape)}): {_listing(wrong_shape)}")
+    problems = state_dict_mismatches(model.state_dict(), state_dict)
     if problems:
         raise CheckpointError(f"{source} does not match a {model_type} model: " + "; ".join(problems))
     model.load_state_dict(state_dict, strict=True)
+
+
+def state_dict_mismatches(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> list[str]:
+    """What keeps ``given`` from loading strictly where ``expected`` (a model's state dict) is wanted:
+    up to three lines, "missing keys (n): ...", "unexpected keys (n): ..." and "keys of the wrong
+    shape (n): key: checkpoint (...), model (...)", each listing at most 20 keys; empty when it matches."""
+    missing = sorted(set(expected) - set(given))
+    unexpected = sorted(set(given) - set(expected))
+    wrong_shape = sorted(
+        f"{key}: checkpoint {tuple(given[key].shape)}, model {tuple(expected[key].shape)}"
+        for key in set(expected) & set(given)
+        if given[key].shape != expected[key].shape
+    )
+    found = {"missing keys": missing, "unexpected keys": unexpected, "keys of the wrong shape": wrong_shape}
+    return [f"{what} ({len(keys)}): {_listing(keys)}" for what, keys in found.items() if keys]
 
 
 def _listing(items: list[str], limit: int = 20) -> str:

@@ -20,6 +20,7 @@ import torch
 from promptseg.automatic import MaskRecord, SamAutomaticMaskGenerator
 from promptseg.modeling import Sam
 from promptseg.predictor import SamPredictor
+from promptseg.sam2.modeling.sam2_base import SAM2Base
 from promptseg.prompts.validate import check_image
 from promptseg.settings import preset
 from promptseg.text.crops import box_crop
@@ -46,8 +47,10 @@ def proposal_generator(sam: Union[Sam, SamPredictor, SamAutomaticMaskGenerator, 
         sam, settings = build_bundled_sam(), {**BUNDLED_PROPOSALS, **settings}
     elif isinstance(sam, SamPredictor):
         sam = sam.model
-    elif not isinstance(sam, Sam):
-        raise TypeError(f"sam must be a Sam, SamPredictor, SamAutomaticMaskGenerator or None, got {type(sam).__name__}")
+    elif not isinstance(sam, (Sam, SAM2Base)):
+        raise TypeError(
+            f"sam must be a Sam (or a SAM 2 model), SamPredictor, SamAutomaticMaskGenerator or None, got {type(sam).__name__}"
+        )
     return SamAutomaticMaskGenerator(sam, **settings)
 
 

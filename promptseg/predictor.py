@@ -27,11 +27,18 @@ import torch
 from tqdm.auto import tqdm
 
 from promptseg.decoders import AutoDecoder, Decoder, EngineDecoder
-from promptseg.encoders import EngineChoice, ImageEncoder, OnnxRuntimeEngine, default_image_encoder
+from promptseg.encoders import (
+    EngineChoice,
+    ImageEncoder,
+    OnnxRuntimeEngine,
+    cat_features,
+    default_encoder,
+    default_image_encoder,
+    image_embedding,
+)
 from promptseg.errors import ImageNotSetError
 from promptseg.modeling import Sam
 from promptseg.prompts.batch import pack_prompts, tensor_prompt_batch
-from promptseg.prompts.frames import ResizeLongestSide
 from promptseg.prompts.validate import Prompt, check_image, check_prompt, check_prompt_mapping, check_prompt_tensors
 
 if TYPE_CHECKING:
@@ -64,9 +71,12 @@ class SamPredictor:
             text: the concept encoder and text prompt encoder for text prompts (a promptseg
                 addition), from ``promptseg.text.load_text_model``; None: no text prompts.
             encoder: what embeds images (a promptseg addition); default
-                :func:`promptseg.encoders.default_image_encoder`: the model's module, or for a model
-                built by ``build_sam`` the CPU engine it chooses (``engine_choice`` says which and
+                :func:`promptseg.encoders.default_image_encoder`: the model's own modules, or for a SAM
+                model built by ``build_sam`` the CPU engine it chooses (``engine_choice`` says which and
                 why). Its input size must be the model's.
+
+        ``sam_model`` may also be a SAM 2 model (``promptseg.sam2``): its encoder and decoder then take
+        SAM 2's frame, token rule and post-processing, and the results are SAM 2's.
         """
         if prompt_batch_size < 1:
             raise ValueError(f"prompt_batch_size must be >= 1, got {prompt_batch_size}")
@@ -80,12 +90,13 @@ class SamPredictor:
         if encoder is None:
             encoder, self.engine_choice = default_image_encoder(sam_model)
         self.encoder: ImageEncoder = encoder
-        if self.encoder.img_size != sam_model.image_encoder.img_size:
+        model_size = default_encoder(sam_model).img_size
+        if self.encoder.img_size != model_size:
             raise ValueError(
                 f"the encoder takes {self.encoder.img_size}x{self.encoder.img_size} images, but the model's "
-                f"prompts and masks are in a {sam_model.image_encoder.img_size}-pixel frame"
+                f"prompts and masks are in a {model_size}-pixel frame"
             )
-        self.transform = ResizeLongestSide(self.encoder.img_size)
+        self.transform = self.encoder.frame
         self.prompt_batch_size = prompt_batch_size
         if decoder is None:
             entry = self.engine_choice.entry if self.engine_choice is not None else None
@@ -153,7 +164,7 @@ class SamPredictor:
             chunk = rgb_images[start : start + batch_size]
             padded = torch.stack([self.encoder.preprocess(self._resized_tensor(image)) for image in chunk])
             features.append(self.encoder.encode(padded))
-        self.features = torch.cat(features)
+        self.features = cat_features(features)
         self.original_sizes = [tuple(image.shape[:2]) for image in rgb_images]
         self.input_sizes = [self.transform.get_preprocess_shape(h, w, self.transform.target_length) for h, w in self.original_sizes]
         if len(rgb_images) == 1:
@@ -163,7 +174,7 @@ class SamPredictor:
     def get_image_embedding(self) -> torch.Tensor:
         """The (B, C, h, w) image embedding(s); B = 1 after :meth:`set_image`."""
         self._require_image("generate an embedding")
-        return self.features
+        return image_embedding(self.features)
 
     def reset_image(self) -> None:
         """Forget the current image(s)."""
@@ -242,7 +253,7 @@ class SamPredictor:
         """
         self._require_single_image()
         check_prompt_tensors(point_coords, point_labels, boxes, mask_input, self._mask_size)
-        batch = tensor_prompt_batch(point_coords, point_labels, boxes, mask_input)
+        batch = tensor_prompt_batch(point_coords, point_labels, boxes, mask_input, self.decoder.token_rule)
         low_res_masks, iou_predictions = self.decoder.decode(
             self.features, batch, [0] * len(batch.labels), multimask_output
         )
@@ -316,6 +327,7 @@ class SamPredictor:
                 self.transform,
                 self.device,
                 [texts.get(prompt.text) for _, prompt in chunk] if texts else None,
+                token_rule=self.decoder.token_rule,
             )
             low_res, iou = self.decoder.decode(self.features, batch, chunk_images, multimask_output)
             # ``flat`` lists prompts image by image, so each image's prompts form one run of the chunk.

@@ -4,7 +4,10 @@ outside ``promptseg/ops`` code imports ``promptseg.ops`` only, and no room impor
 underscore name.
 
 A room is a top-level module or package of ``promptseg`` (``promptseg.amg``, ``promptseg.predictor``);
-``promptseg`` itself is the package root. Imports inside a room are free.
+``promptseg`` itself is the package root. Imports inside a room are free. ``promptseg.sam2`` holds three
+rooms (:data:`SUBROOMS`): its API (predictor, generator, official re-exports), its model loading
+(``sam2.build``: build_sam, configs, checkpoint, model_types) and its network (``sam2.modeling``), so
+that the seams can serve SAM 2 models and the commands can build them.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ FLOORS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("the mask generator and the datasets", ("automatic", "data"), True),
     ("the predictor and the generator's blocks", ("predictor", "amg"), True),
     ("the seams and text", ("decoders", "encoders", "text"), True),
-    ("model loading", ("bundled", "build"), False),
+    ("model loading", ("bundled", "build", "sam2.build"), False),
+    ("the SAM 2 network", ("sam2.modeling",), False),
     ("the model", ("modeling", "masks", "checkpoint"), True),
     ("the kernel boundary and the token rule", ("ops", "prompts"), True),
     ("the bottom", ("io", "errors", "configs", "settings", "drawing", "version"), False),
@@ -36,8 +40,22 @@ FLOORS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
 FLOOR_OF = {room: level for level, (_, rooms, _) in enumerate(FLOORS) for room in rooms}
 
 
+SUBROOMS = {
+    "promptseg.sam2.modeling": "sam2.modeling",
+    "promptseg.sam2.build_sam": "sam2.build",
+    "promptseg.sam2.configs": "sam2.build",
+    "promptseg.sam2.checkpoint": "sam2.build",
+    "promptseg.sam2.model_types": "sam2.build",
+}
+"""Modules (and packages) of a room that are rooms of their own."""
+
+
 def room_of(module: str) -> str:
-    """``promptseg.amg.rle`` -> ``amg``; ``promptseg`` -> ``promptseg``."""
+    """``promptseg.amg.rle`` -> ``amg``; ``promptseg`` -> ``promptseg``; ``promptseg.sam2.modeling.sam``
+    -> ``sam2.modeling`` (:data:`SUBROOMS`)."""
+    for prefix, room in SUBROOMS.items():
+        if module == prefix or module.startswith(prefix + "."):
+            return room
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else ROOT
 

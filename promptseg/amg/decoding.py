@@ -16,19 +16,49 @@ from promptseg.prompts.tokens import FOREGROUND
 
 
 def decode_points(
-    decoder: Decoder, features: torch.Tensor, row: int, points: torch.Tensor
+    decoder: Decoder, features: torch.Tensor, row: int, points: torch.Tensor, multimask_output: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode one foreground click per prompt on image (crop) ``row``, with the three multimask outputs.
+    """Decode one foreground click per prompt on image (crop) ``row``, with the three multimask outputs
+    (or the single-mask output).
 
     Args:
-        features: (B, C, H, W) crop embeddings.
+        features: (B, C, H, W) crop embeddings (or a SAM 2 decoder's ``MultiScaleFeatures``).
         points: (P, 2) float (x, y) in the encoder's input frame.
     Returns:
-        (P, 3, 4H, 4W) low-res mask logits and (P, 3) IoU predictions, in the model dtype.
+        (P, 3 or 1, 4H, 4W) low-res mask logits and (P, 3 or 1) IoU predictions, in the model dtype.
     """
     labels = torch.full((len(points), 1), FOREGROUND, dtype=torch.long, device=points.device)
-    batch = tensor_prompt_batch(points[:, None], labels, None, None)
-    return decoder.decode(features, batch, [row] * len(points), multimask_output=True)
+    batch = tensor_prompt_batch(points[:, None], labels, None, None, decoder.token_rule)
+    return decoder.decode(features, batch, [row] * len(points), multimask_output=multimask_output)
+
+
+def refine_points(
+    decoder: Decoder,
+    features: torch.Tensor,
+    row: int,
+    points: torch.Tensor,
+    low_res: torch.Tensor,
+    batch_size: int,
+    logit_clamp: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM 2's mask-to-mask refinement: each of the M masks of each point decoded again, with the
+    click and its own low-res logits (clamped to +-``logit_clamp``) as mask input, single-mask output;
+    ``batch_size`` masks at a time.
+
+    Args:
+        points: (P, 2) the clicks of :func:`decode_points`; low_res: its (P, M, S, S) logits.
+    Returns:
+        (P * M, 1, S, S) refined low-res logits and (P * M, 1) IoU, mask order as ``low_res.flatten(0, 1)``.
+    """
+    per_mask = points.repeat_interleave(low_res.shape[1], dim=0)
+    mask_inputs = low_res.flatten(0, 1).clamp(-logit_clamp, logit_clamp)[:, None]
+    labels = torch.full((len(per_mask), 1), FOREGROUND, dtype=torch.long, device=points.device)
+    outputs = []
+    for first in range(0, len(per_mask), batch_size):
+        chunk = slice(first, first + batch_size)
+        batch = tensor_prompt_batch(per_mask[chunk, None], labels[chunk], None, mask_inputs[chunk], decoder.token_rule)
+        outputs.append(decoder.decode(features, batch, [row] * len(batch.labels), multimask_output=False))
+    return torch.cat([masks for masks, _ in outputs]), torch.cat([iou for _, iou in outputs])
 
 
 def measure_masks(

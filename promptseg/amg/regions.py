@@ -126,6 +126,65 @@ def clear_small_islands(
     return _paint(masks.shape, runs, keep), _any_per_mask(runs.mask, small, count)
 
 
+def label_components(regions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """8-connected components of the set pixels of each of (M, A, B) bool masks.
+
+    Returns:
+        labels: (M, A, B) int64, 0 on unset pixels, else a component id (ids are distinct across
+            all masks, not consecutive; equal ids mean one component);
+        areas: (M, A, B) int64, the pixel count of each set pixel's component, 0 on unset pixels.
+    """
+    runs = _label_components(regions.contiguous())
+    return _paint_values(regions.shape, runs, runs.root + 1), _paint_values(regions.shape, runs, runs.component_size)
+
+
+def small_region_pixels(regions: torch.Tensor, max_area: float) -> torch.Tensor:
+    """(M, A, B) bool -> (M, A, B) bool: the pixels of 8-connected regions of at most ``max_area`` pixels."""
+    areas = label_components(regions)[1]
+    return (areas > 0) & (areas <= max_area)
+
+
+HOLE_LOGIT_OFFSET = 10.0
+"""A filled hole gets threshold + this, a removed sprinkle threshold - this (the official SAM 2 values)."""
+
+
+@dataclass(frozen=True)
+class RegionCleanup:
+    """SAM 2's clean-up of low-res logits before they are resized (the official predictor's
+    ``max_hole_area`` / ``max_sprinkle_area``; the mask generator's ``min_mask_region_area``).
+    Called on (P, C, h, w) logits it returns them cleaned (a SAM 2 decoder's ``cleanup``,
+    ``promptseg.decoders.sam2.LowResCleanup``).
+
+    Attributes:
+        mask_threshold: logits above it are foreground (the predictor's ``mask_threshold``).
+        max_hole_area: background regions (8-connected) of at most this many low-res pixels are set
+            to ``mask_threshold + 10``; 0 turns it off.
+        max_sprinkle_area: foreground regions of at most this many pixels are set to
+            ``mask_threshold - 10``; 0 turns it off. Both are found on the logits as given.
+    """
+
+    mask_threshold: float = 0.0
+    max_hole_area: float = 0.0
+    max_sprinkle_area: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.max_hole_area > 0 or self.max_sprinkle_area > 0
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        """(P, C, h, w) float logits -> a new tensor with small holes filled and sprinkles removed."""
+        if not self.active:
+            return logits
+        foreground = (logits > self.mask_threshold).flatten(0, 1)
+        if self.max_hole_area > 0:
+            holes = small_region_pixels(~foreground, self.max_hole_area).reshape_as(logits)
+            logits = torch.where(holes, self.mask_threshold + HOLE_LOGIT_OFFSET, logits)
+        if self.max_sprinkle_area > 0:
+            sprinkles = small_region_pixels(foreground, self.max_sprinkle_area).reshape_as(logits)
+            logits = torch.where(sprinkles, self.mask_threshold - HOLE_LOGIT_OFFSET, logits)
+        return logits
+
+
 def _label_components(foreground: torch.Tensor) -> _Runs:
     """Runs of set pixels of (M, A, B) contiguous bool masks and their 8-connected components."""
     _, rows, cols = foreground.shape
@@ -199,6 +258,14 @@ def _paint(shape: torch.Size, runs: _Runs, selected: torch.Tensor) -> torch.Tens
     edges.index_add_(0, runs.start, weight)
     edges.index_add_(0, runs.start + runs.length, -weight)
     return (edges[:-1].cumsum(0, dtype=torch.int8) > 0).view(shape)
+
+
+def _paint_values(shape: torch.Size, runs: _Runs, values: torch.Tensor) -> torch.Tensor:
+    """(M, A, B) int64 holding each run's value on its pixels and 0 elsewhere (runs never overlap)."""
+    edges = torch.zeros(shape.numel() + 1, dtype=torch.long, device=runs.start.device)
+    edges.index_add_(0, runs.start, values)
+    edges.index_add_(0, runs.start + runs.length, -values)
+    return edges[:-1].cumsum(0).view(shape)
 
 
 def _any_per_mask(mask_index: torch.Tensor, flags: torch.Tensor, count: int) -> torch.Tensor:

@@ -14,6 +14,7 @@ from promptseg.bundled import BUNDLED_DESCRIPTION, build_bundled_sam
 from promptseg.encoders.auto import choose_engine
 from promptseg.export import prepare_engine
 from promptseg.modeling import Sam
+from promptseg.sam2.model_types import SAM2_CHOICES, build_sam2_model, is_sam2_model_type
 from promptseg.settings import CPU_ENGINES, DTYPES, GeneratorSettings, preset, preset_for
 
 # The mask generator's arguments: setting name -> (type, help text).
@@ -45,10 +46,14 @@ ENGINE_HELP = (
 def add_model_arguments(parser: argparse.ArgumentParser, engine: bool = True) -> None:
     """--model, --checkpoint, --device and --dtype, and with ``engine`` --engine (the CPU engine)."""
     parser.add_argument(
-        "--model", choices=model_types(),
-        help="model type; without --model and --checkpoint the bundled vit_tiny model is used",
+        "--model", choices=model_types() + SAM2_CHOICES, metavar="MODEL",
+        help=f"model type: one of {', '.join(model_types() + SAM2_CHOICES)} (SAM 2.1 / SAM 2: sam2.1_hiera_* / "
+        "sam2_hiera_*); without --model and --checkpoint the bundled vit_tiny model is used",
     )
-    parser.add_argument("--checkpoint", type=Path, help="official .pth or .safetensors weights (or ours)")
+    parser.add_argument(
+        "--checkpoint", type=Path,
+        help="official .pth or .safetensors weights (or ours); for SAM 2 the official .pt with --model sam2.1_hiera_*",
+    )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES), help="model precision")
     if engine:
@@ -66,7 +71,8 @@ def load_model(args: argparse.Namespace) -> tuple[Sam, str]:
 
     No --model and no --checkpoint: the bundled model. --checkpoint: those weights
     (the type from --model, else read from the file). --model alone: random
-    weights, with a loud warning on stderr.
+    weights, with a loud warning on stderr. A SAM 2 --model (``sam2.1_hiera_t``, ...) gives a
+    ``promptseg.sam2`` model, which every command takes where it takes a SAM.
     """
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = DTYPES[args.dtype]
@@ -76,7 +82,12 @@ def load_model(args: argparse.Namespace) -> tuple[Sam, str]:
         return model, with_engine(model, f"{BUNDLED_DESCRIPTION} (bundled), on {device}, {args.dtype}")
     if args.checkpoint is None:
         print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
-    model = prepare_engine(build_sam(args.model, checkpoint=args.checkpoint, device=device, dtype=dtype, engine=engine))
+    if is_sam2_model_type(args.model):
+        if engine not in ("auto", "torch"):
+            raise ValueError(f"--engine {engine} runs SAM models; a SAM 2 model ({args.model}) runs in torch")
+        model = build_sam2_model(args.model, args.checkpoint, device=device, dtype=dtype)
+    else:
+        model = prepare_engine(build_sam(args.model, checkpoint=args.checkpoint, device=device, dtype=dtype, engine=engine))
     weights = "RANDOM weights" if args.checkpoint is None else f"weights {args.checkpoint}"
     description = f"{args.model or 'model type read from the checkpoint'} with {weights}, on {device}, {args.dtype}"
     return model, with_engine(model, description)

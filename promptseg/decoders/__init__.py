@@ -2,6 +2,7 @@
 
 See :mod:`promptseg.decoders.base` for the interface (``decode``, ``postprocess``, ``measure``).
 ``SamPredictor`` and ``SamAutomaticMaskGenerator`` take ``decoder=`` (default :class:`AutoDecoder`).
+SAM 2 models have their decoders in :mod:`promptseg.decoders.sam2` (``AutoDecoder`` picks them).
 The image side has the same kind of seam in :mod:`promptseg.encoders`.
 """
 
@@ -10,6 +11,14 @@ from promptseg.decoders.base import DecodeResult, Decoder, ModelDecoder, ModuleD
 from promptseg.decoders.engine import EngineDecoder
 from promptseg.decoders.fused import FusedDecoder, ImageTable, fused_path_available
 from promptseg.decoders.graphs import GraphDecoder
+from promptseg.decoders.sam2 import (
+    LowResCleanup,
+    Sam2Decoder,
+    Sam2FusedDecoder,
+    Sam2ModuleDecoder,
+    sam2_fused_path_available,
+    upscale_sam2_logits,
+)
 
 __all__ = [
     "AutoDecoder",
@@ -20,7 +29,13 @@ __all__ = [
     "GraphDecoder",
     "ImageTable",
     "ModelDecoder",
+    "LowResCleanup",
     "ModuleDecoder",
+    "Sam2Decoder",
+    "Sam2FusedDecoder",
+    "Sam2ModuleDecoder",
     "fused_path_available",
+    "sam2_fused_path_available",
     "select_outputs",
+    "upscale_sam2_logits",
 ]

@@ -31,6 +31,7 @@ from promptseg.masks import mask_boxes_xyxy, stability_score
 from promptseg.modeling import Sam
 from promptseg.ops import kernel_available, mask_postprocess, module_backend
 from promptseg.prompts.batch import PromptBatch, host_to_device
+from promptseg.prompts.tokens import SAM_RULE
 
 DecodeResult = tuple[torch.Tensor, torch.Tensor]
 """(P, C, S, S) low-res mask logits and (P, C) IoU predictions, C = 3 with multimask output, else 1."""
@@ -47,9 +48,12 @@ class Decoder(ABC):
             ``promptseg.ops.BACKENDS``): here the PyTorch reference, the arithmetic of the official
             ``Sam.postprocess_masks`` and generator; decoders over a model's modules
             (:class:`ModelDecoder`) follow the model's backend, so take the kernels where they run.
+        token_rule: the token rule of the prompts :meth:`decode` takes (``promptseg.prompts.tokens``:
+            ``"sam"``, or ``"sam2"`` for the decoders of SAM 2 models, ``promptseg.decoders.sam2``).
     """
 
     backend: str = "reference"
+    token_rule: str = SAM_RULE
 
     @abstractmethod
     def decode(

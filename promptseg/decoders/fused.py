@@ -39,14 +39,15 @@ FUSED_OPS = ("token_attention", "gathered_token_attention", "mask_postprocess")
 """Kernels the fused decoder is chosen for (see :func:`fused_path_available`)."""
 
 
-def fused_path_available(model: Sam, features: Optional[torch.Tensor]) -> bool:
+def fused_path_available(model: Sam, features: Optional[torch.Tensor], ops: Sequence[str] = FUSED_OPS) -> bool:
     """True when the fused decoder runs promptseg's kernels for ``model`` on ``features``.
 
     That needs: bf16/fp16 CUDA image features in the model's dtype and on its device, no op of the
     model on the ``reference`` backend, SAM's two-way transformer (which has the gathered form of
-    its first block), and the kernels of :data:`FUSED_OPS` available on the model's backend (built,
-    registered, in force: opted in or verified by a GPU record, not disabled by
-    ``PROMPTSEG_DISABLE_KERNELS`` or a failed self-check; :func:`promptseg.ops.kernel_available`).
+    its first block; SAM 2's is a subclass), and the kernels ``ops`` (default :data:`FUSED_OPS`)
+    available on the model's backend (built, registered, in force: opted in or verified by a GPU
+    record, not disabled by ``PROMPTSEG_DISABLE_KERNELS`` or a failed self-check;
+    :func:`promptseg.ops.kernel_available`).
     """
     if features is None or not features.is_cuda or features.dtype not in (torch.bfloat16, torch.float16):
         return False
@@ -57,7 +58,7 @@ def fused_path_available(model: Sam, features: Optional[torch.Tensor]) -> bool:
         return False
     if not isinstance(model.mask_decoder.transformer, TwoWayTransformer):
         return False
-    return all(kernel_available(name, features, backend=backend) for name in FUSED_OPS)
+    return all(kernel_available(name, features, backend=backend) for name in ops)
 
 
 @dataclass
@@ -103,9 +104,11 @@ class ImageTable:
 
 
 def image_table(model: Sam, features: torch.Tensor) -> ImageTable:
-    """The :class:`ImageTable` of (B, C, H, W) image ``features`` (prompts without a mask input)."""
+    """The :class:`ImageTable` of (B, C, H, W) image ``features`` (prompts without a mask input).
+
+    ``model`` is a SAM or a SAM 2 model (whose ``prompt_encoder`` / ``mask_decoder`` are SAM's heads)."""
     dense = model.prompt_encoder.no_mask_dense_embeddings(features.shape[0])
-    return _table_rows(model, features, dense)
+    return table_rows(model, features, dense)
 
 
 def image_table_key(model: Sam, features: torch.Tensor) -> tuple:
@@ -118,7 +121,7 @@ def image_table_key(model: Sam, features: torch.Tensor) -> tuple:
     return tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
 
 
-def _table_rows(model: Sam, features: torch.Tensor, dense: torch.Tensor) -> ImageTable:
+def table_rows(model: Sam, features: torch.Tensor, dense: torch.Tensor) -> ImageTable:
     """Table rows of (B, C, H, W) ``features`` with (B, C, H, W) dense prompt embeddings: the image
     tokens and positional encoding as ``MaskDecoder.predict_masks`` builds them, and
     ``TwoWayTransformer.image_side`` of those."""
@@ -128,11 +131,37 @@ def _table_rows(model: Sam, features: torch.Tensor, dense: torch.Tensor) -> Imag
     return ImageTable(features=features, src=src, pos=pos, keys=keys, values=values, queries=queries)
 
 
-def _append_rows(table: ImageTable, rows: ImageTable) -> ImageTable:
+def append_rows(table: ImageTable, rows: ImageTable) -> ImageTable:
     """``table`` followed by ``rows`` (the positional encoding is shared)."""
     joined = {name: torch.cat([tensor, getattr(rows, name)]) for name, tensor in table.tensors().items()}
     joined["pos"] = table.pos
     return ImageTable(**joined)
+
+
+def transform_gathered(
+    model: Sam,
+    table: ImageTable,
+    table_index: torch.Tensor,
+    sparse: torch.Tensor,
+    token_mask: Optional[torch.Tensor] = None,
+    mask_images: Optional[torch.Tensor] = None,
+    mask_embeddings: Optional[torch.Tensor] = None,
+) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    """The two-way transformer of ``MaskDecoder.predict_masks`` for P prompts whose image-side inputs
+    are rows of ``table`` (arguments as :func:`decode_masks`).
+
+    Returns:
+        (P, S + T, C) processed tokens, (P, H*W, C) processed image tokens and the (H, W) grid, for
+        ``MaskDecoder.masks_from_tokens``.
+    """
+    decoder = model.mask_decoder
+    if mask_embeddings is not None and mask_images is not None:
+        table = append_rows(table, table_rows(model, table.features[mask_images], mask_embeddings))
+    tokens, key_padding_mask = decoder.decoder_tokens(sparse, token_mask)
+    hs, keys = decoder.transformer.forward_gathered(
+        tokens, table.src, table.pos, table.image_side, table_index, key_padding_mask
+    )
+    return hs, keys, table.grid
 
 
 def decode_masks(
@@ -157,46 +186,65 @@ def decode_masks(
     Returns:
         (P, num_mask_tokens, 4H, 4W) mask logits and (P, num_mask_tokens) IoU predictions.
     """
-    decoder = model.mask_decoder
-    if mask_embeddings is not None and mask_images is not None:
-        table = _append_rows(table, _table_rows(model, table.features[mask_images], mask_embeddings))
-    tokens, key_padding_mask = decoder.decoder_tokens(sparse, token_mask)
-    hs, keys = decoder.transformer.forward_gathered(
-        tokens, table.src, table.pos, table.image_side, table_index, key_padding_mask
-    )
-    return decoder.masks_from_tokens(hs, keys, table.grid)
+    hs, keys, grid = transform_gathered(model, table, table_index, sparse, token_mask, mask_images, mask_embeddings)
+    return model.mask_decoder.masks_from_tokens(hs, keys, grid)
 
 
-def decode_prompt_batch(model: Sam, table: ImageTable, prompt_rows: Sequence[int], batch: PromptBatch) -> DecodeResult:
-    """Prompt encoder and :func:`decode_masks` for a packed batch.
+@dataclass
+class GatheredPrompts:
+    """A packed batch as :func:`decode_masks` takes it (see there for the fields)."""
+
+    table_index: torch.Tensor
+    sparse: torch.Tensor
+    token_mask: Optional[torch.Tensor]
+    mask_images: Optional[torch.Tensor]
+    mask_embeddings: Optional[torch.Tensor]
+
+
+def gather_prompts(model: Sam, table_size: int, prompt_rows: Sequence[int], batch: PromptBatch) -> GatheredPrompts:
+    """The prompt encoder's work for a packed batch, and the table row of each prompt.
 
     Args:
-        table: rows of the images the prompts belong to.
+        table_size: rows of the image table (a prompt with a mask input gets row
+            ``table_size + i``).
         prompt_rows: table row of each prompt's image, known on the host.
         batch: the prompts; ``batch.masked_prompts`` must list those with a mask input.
-    Returns:
-        (P, num_mask_tokens, 4H, 4W) mask logits and (P, num_mask_tokens) IoU predictions.
     """
-    encoder = model.prompt_encoder
     device = batch.labels.device
     masked = batch.masked_prompts or []
     index = list(prompt_rows)
     for rank, prompt in enumerate(masked):
-        index[prompt] = table.rows + rank
+        index[prompt] = table_size + rank
     mask_images = mask_embeddings = None
     if masked:
         if batch.mask_inputs is None:
             raise ValueError("a PromptBatch that lists masked_prompts must carry mask_inputs")
         mask_images = device_longs([prompt_rows[prompt] for prompt in masked], device)
-        mask_embeddings = encoder.embed_masks(batch.mask_inputs[device_longs(masked, device)])
+        mask_embeddings = model.prompt_encoder.embed_masks(batch.mask_inputs[device_longs(masked, device)])
+    return GatheredPrompts(
+        table_index=device_longs(index, device),
+        sparse=model.embed_prompt_tokens(batch.coords, batch.labels, batch.extra_tokens),
+        token_mask=batch.token_mask,
+        mask_images=mask_images,
+        mask_embeddings=mask_embeddings,
+    )
+
+
+def decode_prompt_batch(model: Sam, table: ImageTable, prompt_rows: Sequence[int], batch: PromptBatch) -> DecodeResult:
+    """Prompt encoder and :func:`decode_masks` for a packed batch (see :func:`gather_prompts`).
+
+    Returns:
+        (P, num_mask_tokens, 4H, 4W) mask logits and (P, num_mask_tokens) IoU predictions.
+    """
+    gathered = gather_prompts(model, table.rows, prompt_rows, batch)
     return decode_masks(
         model,
         table,
-        device_longs(index, device),
-        model.embed_prompt_tokens(batch.coords, batch.labels, batch.extra_tokens),
-        batch.token_mask,
-        mask_images,
-        mask_embeddings,
+        gathered.table_index,
+        gathered.sparse,
+        gathered.token_mask,
+        gathered.mask_images,
+        gathered.mask_embeddings,
     )
 
 

@@ -104,6 +104,7 @@ class MaskWorker:
         from promptseg.automatic import SamAutomaticMaskGenerator
         from promptseg.build import build_sam
         from promptseg.bundled import build_bundled_sam
+        from promptseg.sam2.model_types import build_sam2_model, is_sam2_model_type
         from promptseg.settings import dtype_from_name
 
         torch.set_num_threads(max(1, spec.threads))
@@ -111,6 +112,8 @@ class MaskWorker:
         dtype = dtype_from_name(spec.dtype)
         if spec.model is None and spec.checkpoint is None:
             model = build_bundled_sam(device=device, dtype=dtype)
+        elif is_sam2_model_type(spec.model):
+            model = build_sam2_model(spec.model, spec.checkpoint, device=device, dtype=dtype)
         else:
             model = build_sam(spec.model, checkpoint=spec.checkpoint, device=device, dtype=dtype)
         self.spec = spec

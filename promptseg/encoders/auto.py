@@ -24,7 +24,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 
@@ -32,7 +32,9 @@ from promptseg.encoders.base import ImageEncoder
 from promptseg.encoders.cache import CacheEntry, find_entry
 from promptseg.encoders.module import ModuleImageEncoder
 from promptseg.encoders.onnxruntime import OnnxRuntimeImageEncoder
+from promptseg.encoders.sam2 import Sam2ImageEncoder
 from promptseg.modeling import Sam
+from promptseg.sam2.modeling.sam2_base import SAM2Base
 from promptseg.settings import CPU_ENGINE_ENV, ONNXRUNTIME_ENGINES, check_cpu_engine
 
 def onnxruntime_installed() -> bool:
@@ -109,10 +111,16 @@ def choose_engine(model: Sam, cache_dir: Optional[os.PathLike] = None) -> Engine
     return EngineChoice("onnxruntime", f"exact, and its export is cached in {entry.folder}", entry)
 
 
-def default_image_encoder(model: Sam) -> tuple[ImageEncoder, Optional[EngineChoice]]:
+def default_encoder(model: Union[Sam, SAM2Base]) -> ImageEncoder:
+    """The encoder that runs ``model``'s own image modules: :class:`Sam2ImageEncoder` for a SAM 2
+    model (``promptseg.sam2``), :class:`ModuleImageEncoder` for SAM."""
+    return Sam2ImageEncoder(model) if isinstance(model, SAM2Base) else ModuleImageEncoder(model)
+
+
+def default_image_encoder(model: Union[Sam, SAM2Base]) -> tuple[ImageEncoder, Optional[EngineChoice]]:
     """The encoder a predictor of ``model`` uses when given none, and the choice behind it (None for a
-    model not built by ``build_sam``: its module, as always)."""
-    if getattr(model.image_encoder, "engine", None) is None:
-        return ModuleImageEncoder(model), None
+    model not built by ``build_sam``, e.g. a SAM 2 model: its own modules, :func:`default_encoder`)."""
+    if isinstance(model, SAM2Base) or getattr(model.image_encoder, "engine", None) is None:
+        return default_encoder(model), None
     choice = choose_engine(model)
     return choice.image_encoder(model), choice

@@ -9,6 +9,8 @@ implementation runs. Implementations:
   (eager, or whatever module was put there, e.g. a ``torch.compile``-d one);
 * :class:`promptseg.encoders.engine.EngineImageEncoder`: an exported encoder graph in ONNX Runtime
   or TensorRT; :class:`promptseg.encoders.onnxruntime.OnnxRuntimeImageEncoder`, the CPU engine's.
+* :class:`promptseg.encoders.sam2.Sam2ImageEncoder`: a SAM 2 model's Hiera trunk and neck, in SAM 2's
+  square frame, giving :class:`~promptseg.encoders.features.MultiScaleFeatures`.
 
 A new implementation (a compiled module, an ONNX Runtime session of its own) subclasses
 :class:`ImageEncoder`; its class name is what ``repr(SamPredictor)`` shows.
@@ -19,6 +21,9 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import torch
+
+from promptseg.encoders.features import Features
+from promptseg.prompts.frames import Frame, ResizeLongestSide
 
 
 class ImageEncoder(ABC):
@@ -39,14 +44,22 @@ class ImageEncoder(ABC):
     def dtype(self) -> torch.dtype:
         """The dtype of the preprocessed images :meth:`encode` takes."""
 
-    @abstractmethod
-    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
-        """(..., 3, h, w) 0..255 RGB, resized so that max(h, w) = S -> (..., 3, S, S) normalised,
-        zero-padded at bottom/right, in :attr:`dtype` on :attr:`device` (``Sam.preprocess``)."""
+    @property
+    def frame(self) -> Frame:
+        """How images, points and boxes enter the encoder's input (``apply_image``, ``apply_coords``,
+        ...): SAM's :class:`~promptseg.prompts.frames.ResizeLongestSide` unless an encoder says otherwise."""
+        return ResizeLongestSide(self.img_size)
 
     @abstractmethod
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) preprocessed images (from :meth:`preprocess`) -> (B, C, h, w) image embeddings.
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """(..., 3, h, w) image from ``frame.apply_image`` (SAM: 0..255 RGB with max(h, w) = S) ->
+        (..., 3, S, S) normalised (SAM: zero-padded at bottom/right), in :attr:`dtype` on
+        :attr:`device` (``Sam.preprocess``)."""
+
+    @abstractmethod
+    def encode(self, images: torch.Tensor) -> "Features":
+        """(B, 3, S, S) preprocessed images (from :meth:`preprocess`) -> (B, C, h, w) image embeddings
+        (SAM 2: :class:`~promptseg.encoders.features.MultiScaleFeatures`).
 
         Raises:
             ValueError: ``images`` is not (B, 3, S, S) with B >= 1 (see :meth:`check_images`).

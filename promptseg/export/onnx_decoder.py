@@ -246,6 +246,33 @@ def export_onnx_decoder(
     )
 
 
+PROMPT_INPUT_AXES = {
+    "point_coords": {0: "num_prompts", 1: "num_points"},
+    "point_labels": {0: "num_prompts", 1: "num_points"},
+    "token_mask": {0: "num_prompts", 1: "num_points"},
+    "mask_input": {0: "num_prompts"},
+    "has_mask_input": {0: "num_prompts"},
+    "image_index": {0: "num_prompts"},
+}
+"""The dynamic axes of the prompt inputs of the batched decoder graphs (SAM's and SAM 2's)."""
+
+
+def example_prompt_inputs(
+    side: int, mask_size: tuple[int, int], device: torch.device, prompts: int = 3, tokens: int = 4
+) -> tuple[torch.Tensor, ...]:
+    """Example prompt inputs of the batched decoder graphs, in the order of :data:`PROMPT_INPUT_AXES`:
+    (P, T, 2) coordinates in an S x S frame, (P, T) float labels, (P, T) bool token mask,
+    (P, 1, h, w) mask inputs, (P,) has-mask flags and (P,) image indices (all 0)."""
+    return (
+        torch.rand(prompts, tokens, 2, device=device) * side,
+        torch.randint(-1, 4, (prompts, tokens), device=device).float(),
+        torch.ones(prompts, tokens, dtype=torch.bool, device=device),
+        torch.randn(prompts, 1, *mask_size, device=device),
+        torch.ones(prompts, device=device),
+        torch.zeros(prompts, dtype=torch.long, device=device),
+    )
+
+
 def export_onnx_batched_decoder(
     model: Sam, path: PathLike, *, dtype: torch.dtype = torch.float32, opset: int = DEFAULT_OPSET
 ) -> None:
@@ -266,16 +293,9 @@ def export_onnx_batched_decoder(
     grid_h, grid_w = export_model.prompt_encoder.image_embedding_size
     mask_h, mask_w = export_model.prompt_encoder.mask_input_size
     side = export_model.image_encoder.img_size
-    prompts, tokens = 3, 4
     mask_tokens = export_model.mask_decoder.num_mask_tokens
-    example = (
-        torch.randn(2, embed_dim, grid_h, grid_w, device=device),
-        torch.rand(prompts, tokens, 2, device=device) * side,
-        torch.randint(-1, 4, (prompts, tokens), device=device).float(),
-        torch.ones(prompts, tokens, dtype=torch.bool, device=device),
-        torch.randn(prompts, 1, mask_h, mask_w, device=device),
-        torch.ones(prompts, device=device),
-        torch.zeros(prompts, dtype=torch.long, device=device),
+    example = (torch.randn(2, embed_dim, grid_h, grid_w, device=device),) + example_prompt_inputs(
+        side, (mask_h, mask_w), device
     )
     prompt_axis = {0: "num_prompts"}
     export_module(
@@ -286,12 +306,7 @@ def export_onnx_batched_decoder(
         output_names=BATCHED_DECODER_OUTPUTS,
         dynamic_axes={
             "image_embeddings": {0: "num_images"},
-            "point_coords": {0: "num_prompts", 1: "num_points"},
-            "point_labels": {0: "num_prompts", 1: "num_points"},
-            "token_mask": {0: "num_prompts", 1: "num_points"},
-            "mask_input": prompt_axis,
-            "has_mask_input": prompt_axis,
-            "image_index": prompt_axis,
+            **PROMPT_INPUT_AXES,
             "low_res_masks": prompt_axis,
             "iou_predictions": prompt_axis,
         },

@@ -7,7 +7,6 @@ from typing import Optional
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from promptseg.modeling.common import LayerNorm2d
 
@@ -123,15 +122,8 @@ class MaskDecoder(nn.Module):
             (P, 1 + num_mask_tokens + T, C) tokens and their (P, 1 + num_mask_tokens + T) bool key
             padding mask (None when ``token_padding_mask`` is None).
         """
-        prompts = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        output_tokens = output_tokens.unsqueeze(0).expand(prompts, -1, -1)
-        tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
-        key_padding_mask = None
-        if token_padding_mask is not None:
-            always_valid = token_padding_mask.new_ones(prompts, output_tokens.shape[1])
-            key_padding_mask = torch.cat([always_valid, token_padding_mask], dim=1)
-        return tokens, key_padding_mask
+        return prepend_output_tokens(output_tokens, sparse_prompt_embeddings, token_padding_mask)
 
     def masks_from_tokens(
         self, hs: torch.Tensor, src: torch.Tensor, grid: tuple[int, int]
@@ -161,8 +153,29 @@ class MaskDecoder(nn.Module):
         return masks, iou_pred
 
 
+def prepend_output_tokens(
+    output_tokens: torch.Tensor, sparse_prompt_embeddings: torch.Tensor, token_padding_mask: Optional[torch.Tensor]
+) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """A mask decoder's token sequence: its (S, C) output tokens (SAM: IoU and mask tokens; SAM 2: the
+    object-score token first), then each prompt's (P, T, C) tokens.
+
+    Returns:
+        (P, S + T, C) tokens and their (P, S + T) bool key padding mask (output tokens always valid;
+        None when ``token_padding_mask`` is None).
+    """
+    prompts = sparse_prompt_embeddings.shape[0]
+    tokens = torch.cat((output_tokens.unsqueeze(0).expand(prompts, -1, -1), sparse_prompt_embeddings), dim=1)
+    if token_padding_mask is None:
+        return tokens, None
+    always_valid = token_padding_mask.new_ones(prompts, output_tokens.shape[0])
+    return tokens, torch.cat([always_valid, token_padding_mask], dim=1)
+
+
 class MLP(nn.Module):
-    """A ReLU MLP: input_dim -> hidden_dim x (num_layers - 1) -> output_dim, optional sigmoid."""
+    """``num_layers`` linear layers input_dim -> hidden_dim x (num_layers - 1) -> output_dim, with
+    ``activation`` (default ReLU) between them and an optional sigmoid. Parameters are
+    ``layers.{i}.weight/bias`` as officially; SAM 2's ``MLP`` (``promptseg.sam2.modeling.sam2_utils``) is
+    this one with its official argument order (``activation`` before ``sigmoid_output``)."""
 
     def __init__(
         self,
@@ -171,16 +184,20 @@ class MLP(nn.Module):
         output_dim: int,
         num_layers: int,
         sigmoid_output: bool = False,
+        *,
+        activation: type[nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
         self.num_layers = num_layers
         hidden = [hidden_dim] * (num_layers - 1)
         self.layers = nn.ModuleList(nn.Linear(n, k) for n, k in zip([input_dim] + hidden, hidden + [output_dim]))
         self.sigmoid_output = sigmoid_output
+        self.act = activation()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., input_dim) -> (..., output_dim)."""
         for index, layer in enumerate(self.layers):
             x = layer(x)
             if index < self.num_layers - 1:
-                x = F.relu(x)
+                x = self.act(x)
         return torch.sigmoid(x) if self.sigmoid_output else x

@@ -110,6 +110,29 @@ class PromptEncoder(nn.Module):
         label_table = torch.cat([self.not_a_point_embed.weight] + [e.weight for e in self.point_embeddings])
         return (encoding + label_table.float()[labels.long() + 1]).to(self.dtype)
 
+    def sparse_embeddings(
+        self,
+        coords: torch.Tensor,
+        labels: torch.Tensor,
+        extra_tokens: Optional[torch.Tensor] = None,
+        frame_xy: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """The sparse prompt embeddings the mask decoder takes: :meth:`embed_tokens`, then ``extra_tokens``.
+
+        Args:
+            coords: (P, T, 2) float token (x, y) in pixels of the input frame, by the model's token rule.
+            labels: (P, T) token labels in {-1, 0, 1, 2, 3} (any numeric dtype).
+            extra_tokens: (P, K, C) embedded tokens that follow the point-like ones (a text
+                prompt's), or None.
+            frame_xy: see :meth:`embed_tokens`.
+        Returns:
+            (P, T + K, C) embeddings in the model dtype.
+        """
+        sparse = self.embed_tokens(coords, labels, frame_xy=frame_xy)
+        if extra_tokens is None:
+            return sparse
+        return torch.cat([sparse, extra_tokens.to(sparse.dtype)], dim=1)
+
     def embed_masks(self, masks: torch.Tensor) -> torch.Tensor:
         """(B, 1, 4H, 4W) mask logits -> (B, C, H, W) dense embeddings."""
         return self.mask_downscaling(masks.to(self.dtype))

@@ -106,21 +106,9 @@ class Sam(nn.Module):
         extra_tokens: Optional[torch.Tensor] = None,
         frame_xy: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """The sparse prompt embeddings the mask decoder takes.
-
-        Args:
-            coords: (P, T, 2) float token (x, y) in pixels of the padded input frame.
-            labels: (P, T) token labels in {-1, 0, 1, 2, 3} (any numeric dtype).
-            extra_tokens: (P, K, C) embedded tokens that follow the point-like ones (a text
-                prompt's), or None.
-            frame_xy: see :meth:`PromptEncoder.embed_tokens`.
-        Returns:
-            (P, T + K, C) embeddings in the prompt encoder's dtype.
-        """
-        sparse = self.prompt_encoder.embed_tokens(coords, labels, frame_xy=frame_xy)
-        if extra_tokens is None:
-            return sparse
-        return torch.cat([sparse, extra_tokens.to(sparse.dtype)], dim=1)
+        """The sparse prompt embeddings the mask decoder takes: ``PromptEncoder.sparse_embeddings``
+        (``coords``: (P, T, 2) token (x, y) in pixels of the padded input frame, by SAM's token rule)."""
+        return self.prompt_encoder.sparse_embeddings(coords, labels, extra_tokens, frame_xy)
 
     def decode_tokens(
         self,

@@ -1,6 +1,7 @@
 """Packing prompts of different shapes into one padded batch of point-like tokens.
 
-Each prompt becomes its tokens by the one token rule (:mod:`promptseg.prompts.tokens`).
+Each prompt becomes its tokens by the one token rule (:mod:`promptseg.prompts.tokens`; SAM's or
+SAM 2's, as the decoder says: ``Decoder.token_rule``).
 Sequences are padded to a common length with extra tokens that ``token_mask`` marks False;
 the decoder never attends to them, so each prompt's result equals what it
 would get alone. Text prompts add embedded tokens (``extra_tokens``, from a text prompt
@@ -15,8 +16,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from promptseg.prompts.frames import ResizeLongestSide
-from promptseg.prompts.tokens import NOT_A_POINT, prompt_tokens, token_sequence
+from promptseg.prompts.frames import Frame
+from promptseg.prompts.tokens import NOT_A_POINT, SAM_RULE, prompt_tokens, token_sequence
 from promptseg.prompts.validate import Prompt
 
 
@@ -50,17 +51,20 @@ class PromptBatch:
 def pack_prompts(
     prompts: Sequence[Prompt],
     original_sizes: Sequence[tuple[int, int]],
-    transform: ResizeLongestSide,
+    transform: Frame,
     device: torch.device,
     extra_tokens: Optional[Sequence[Optional[torch.Tensor]]] = None,
+    token_rule: str = SAM_RULE,
 ) -> PromptBatch:
     """Pack ``prompts`` (prompt i belongs to an image of ``original_sizes[i]``) into a :class:`PromptBatch`.
 
     Args:
+        transform: the encoder's frame (``ImageEncoder.frame``).
+        token_rule: ``"sam"`` or ``"sam2"`` (the decoder's ``token_rule``).
         extra_tokens: per prompt, its (K, C) embedded text tokens on ``device``, or None for a
             prompt without text; all given ones have the same shape.
     """
-    tokens = [prompt_tokens(p, transform, size) for p, size in zip(prompts, original_sizes)]
+    tokens = [prompt_tokens(p, transform, size, token_rule) for p, size in zip(prompts, original_sizes)]
     lengths = [len(labels) for _, labels in tokens]
     longest = max(lengths, default=0)
     coords = np.zeros((len(prompts), longest, 2), dtype=np.float32)
@@ -112,6 +116,7 @@ def tensor_prompt_batch(
     point_labels: Optional[torch.Tensor],
     boxes: Optional[torch.Tensor],
     mask_input: Optional[torch.Tensor],
+    token_rule: str = SAM_RULE,
 ) -> PromptBatch:
     """B prompts of one shape, given as ``SamPredictor.predict_torch`` takes them, as a PromptBatch.
 
@@ -119,14 +124,16 @@ def tensor_prompt_batch(
         point_coords: (B, N, 2) in the resized frame, and point_labels (B, N), or None.
         boxes: (B, 4) XYXY in the resized frame, or None.
         mask_input: (B, 1, S, S) low-res logits, or None.
-    The tokens follow the one token rule; B = 1 when no prompt is given at all, as in
-    ``PromptEncoder``. No prompt is padded.
+    The tokens follow the token rule ``token_rule``; B = 1 when no prompt is given at all, as in
+    ``PromptEncoder``. A (1, 1, S, S) mask input goes with every prompt. No prompt is padded.
     """
     batch = mask_input.shape[0] if mask_input is not None else None
     device = mask_input.device if mask_input is not None else None
-    coords, labels = token_sequence(point_coords, point_labels, boxes, batch, device)
+    coords, labels = token_sequence(point_coords, point_labels, boxes, batch, device, rule=token_rule)
     has_mask = None
     if mask_input is not None:
+        if mask_input.shape[0] == 1 and len(labels) > 1:
+            mask_input = mask_input.expand(len(labels), -1, -1, -1)
         has_mask = torch.ones(len(labels), dtype=torch.bool, device=labels.device)
     return PromptBatch(
         coords=coords.float(),

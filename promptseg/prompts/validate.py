@@ -219,6 +219,17 @@ def check_prompt_tensors(
         raise ValueError(f"prompt batch sizes differ: {batch_sizes}")
 
 
+def finite_numbers(name: str, value: Any) -> np.ndarray:
+    """``value`` (array-like or a tensor) as a numpy array of finite numbers (a view where possible).
+
+    Raises:
+        TypeError: ``value`` does not hold numbers; ValueError: it holds NaN or inf. Both name ``name``.
+    """
+    array = _numeric_array(name, value)
+    _check_finite(name, array)
+    return array
+
+
 def _numeric_array(name: str, value: Any) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()

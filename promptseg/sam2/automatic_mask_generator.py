@@ -1,14 +1,16 @@
 """``SAM2AutomaticMaskGenerator`` under the official ``sam2.automatic_mask_generator`` path: masks for
 everything in an image, prompted by a grid of points, with the official arguments and records.
 
-Each crop (the image, plus overlapping tiles with ``crop_n_layers`` > 0) is embedded; its grid
-points are decoded ``points_per_batch`` at a time into full-size logits, which are filtered by
-predicted IoU and stability, binarised, boxed, cut where a crop cut them, and run-length
-encoded; box NMS removes duplicates within each crop, then between crops. Optionally
-(``use_m2m``) each candidate is decoded once more with its own low-res logits as mask input. The
-pieces are :mod:`promptseg.amg`'s. As officially, ``min_mask_region_area`` acts through the
-predictor (small holes and sprinkles of the low-res masks); :meth:`postprocess_small_regions`
-is there to call.
+It runs on promptseg's device-resident generator (:func:`promptseg.automatic.generate_records`,
+SAM's ``SamAutomaticMaskGenerator`` pipeline): each crop is embedded (crops batched), its grid
+points are decoded ``points_per_batch`` at a time through the predictor's decoder, scored,
+boxed and filtered on the device, NMS removes duplicates within each crop and between crops, and
+only the survivors' full-size masks are rebuilt and run-length encoded. The steps are SAM 2's:
+``min_mask_region_area`` removes small holes and sprinkles of the low-res logits (the predictor's
+``max_hole_area`` / ``max_sprinkle_area``), ``use_m2m`` refines each candidate once with its own
+low-res logits as mask input, ``multimask_output=False`` takes the single (dynamic) mask,
+``mask_threshold`` cuts the masks, and the records (keys, float boxes, order) are the official
+ones. :meth:`postprocess_small_regions` is there to call, as officially.
 """
 
 from __future__ import annotations
@@ -19,23 +21,22 @@ import numpy as np
 import torch
 
 from promptseg.amg.batching import batch_iterator
-from promptseg.amg.crops import box_xyxy_to_xywh, uncrop_boxes_xyxy, uncrop_masks, uncrop_points
+from promptseg.amg.crops import uncrop_boxes_xyxy, uncrop_masks, uncrop_points
 from promptseg.amg.filters import near_crop_edge
 from promptseg.amg.grids import build_all_layer_point_grids, generate_crop_boxes
 from promptseg.amg.mask_data import postprocess_small_regions as _postprocess_small_regions
 from promptseg.amg.nms import crop_nms_keep, nms_keep
 from promptseg.amg.rle import uncompressed_rles
-from promptseg.io.rle import area_from_rle, coco_encode_rle, rle_to_mask
 from promptseg.masks import mask_boxes_xyxy, stability_score
+from promptseg.automatic import GridDecoding, MaskRecord, generate_records
+from promptseg.decoders import Decoder
 from promptseg.prompts.validate import check_image
 from promptseg.sam2.modeling.sam2_base import SAM2Base
 from promptseg.sam2.sam2_image_predictor import SAM2ImagePredictor
 from promptseg.sam2.utils.amg import MaskData
+from promptseg.settings import OUTPUT_MODES, GeneratorSettings
 
 __all__ = ["OUTPUT_MODES", "SAM2AutomaticMaskGenerator"]
-
-OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
-MaskRecord = dict[str, Any]
 
 
 class SAM2AutomaticMaskGenerator:
@@ -60,6 +61,8 @@ class SAM2AutomaticMaskGenerator:
         output_mode: str = "binary_mask",
         use_m2m: bool = False,
         multimask_output: bool = True,
+        *,
+        decoder: Optional[Decoder] = None,
         **kwargs: Any,
     ) -> None:
         """
@@ -81,27 +84,20 @@ class SAM2AutomaticMaskGenerator:
             output_mode: "binary_mask", "uncompressed_rle" or "coco_rle".
             use_m2m: refine each candidate once with its own low-res logits as mask input.
             multimask_output: three masks per grid point (else one).
+            decoder: what decodes the points (a promptseg addition); default as ``SAM2ImagePredictor``.
             **kwargs: accepted and ignored, as officially.
         """
         if (points_per_side is None) == (point_grids is None):
             raise ValueError("exactly one of points_per_side and point_grids must be given")
-        if output_mode not in OUTPUT_MODES:
-            raise ValueError(f"output_mode must be one of {list(OUTPUT_MODES)}, got {output_mode!r}")
-        if points_per_batch < 1:
-            raise ValueError(f"points_per_batch must be >= 1, got {points_per_batch}")
-        if points_per_side is not None:
-            self.point_grids = build_all_layer_point_grids(
-                points_per_side, crop_n_layers, crop_n_points_downscale_factor
-            )
-        else:
-            self.point_grids = point_grids
-        if len(self.point_grids) < crop_n_layers + 1:
-            raise ValueError(
-                f"point_grids needs one grid per crop layer ({crop_n_layers + 1}), got {len(self.point_grids)}"
-            )
-        self.predictor = SAM2ImagePredictor(
-            model, max_hole_area=min_mask_region_area, max_sprinkle_area=min_mask_region_area
+        self.point_grids = (
+            build_all_layer_point_grids(points_per_side, crop_n_layers, crop_n_points_downscale_factor)
+            if points_per_side is not None
+            else point_grids
         )
+        self.predictor = SAM2ImagePredictor(
+            model, max_hole_area=min_mask_region_area, max_sprinkle_area=min_mask_region_area, decoder=decoder
+        )
+        self.points_per_side = points_per_side
         self.points_per_batch = points_per_batch
         self.pred_iou_thresh = pred_iou_thresh
         self.stability_score_thresh = stability_score_thresh
@@ -116,6 +112,35 @@ class SAM2AutomaticMaskGenerator:
         self.output_mode = output_mode
         self.use_m2m = use_m2m
         self.multimask_output = multimask_output
+        self.last_filter_counts: list = []
+        """Per image of the last :meth:`generate`, how many candidates each filter removed (a promptseg
+        addition, :class:`promptseg.amg.filters.FilterCounts`)."""
+        self.settings  # checks the settings now
+
+    @property
+    def settings(self) -> GeneratorSettings:
+        """The generator's settings as promptseg's :class:`~promptseg.settings.GeneratorSettings`
+        (checked; a promptseg addition)."""
+        return GeneratorSettings(
+            points_per_side=self.points_per_side,
+            points_per_batch=self.points_per_batch,
+            pred_iou_thresh=self.pred_iou_thresh,
+            stability_score_thresh=self.stability_score_thresh,
+            stability_score_offset=self.stability_score_offset,
+            box_nms_thresh=self.box_nms_thresh,
+            crop_n_layers=self.crop_n_layers,
+            crop_nms_thresh=self.crop_nms_thresh,
+            crop_overlap_ratio=self.crop_overlap_ratio,
+            crop_n_points_downscale_factor=self.crop_n_points_downscale_factor,
+            point_grids=None if self.points_per_side is not None else self.point_grids,
+            min_mask_region_area=self.min_mask_region_area,
+            output_mode=self.output_mode,
+        )
+
+    @property
+    def decoding(self) -> GridDecoding:
+        """SAM 2's decoding options (a promptseg addition, :class:`promptseg.automatic.GridDecoding`)."""
+        return GridDecoding(self.multimask_output, self.use_m2m, self.mask_threshold)
 
     @classmethod
     def from_pretrained(cls, model_id: str, **kwargs: Any) -> "SAM2AutomaticMaskGenerator":
@@ -133,27 +158,21 @@ class SAM2AutomaticMaskGenerator:
         ``point_coords`` ([[x, y]]), ``stability_score`` and ``crop_box`` (XYWH floats).
         """
         image = check_image(image, "RGB")
-        mask_data = self._generate_masks(image)
-        rles = mask_data["rles"]
-        if self.output_mode == "coco_rle":
-            segmentations = [coco_encode_rle(rle) for rle in rles]
-        elif self.output_mode == "binary_mask":
-            segmentations = [rle_to_mask(rle) for rle in rles]
-        else:
-            segmentations = rles
-        return [
-            {
-                "segmentation": segmentations[index],
-                "area": area_from_rle(rles[index]),
-                "bbox": box_xyxy_to_xywh(mask_data["boxes"][index]).tolist(),
-                "predicted_iou": mask_data["iou_preds"][index].item(),
-                "point_coords": [mask_data["points"][index].tolist()],
-                "stability_score": mask_data["stability_score"][index].item(),
-                "crop_box": box_xyxy_to_xywh(mask_data["crop_boxes"][index]).tolist(),
-            }
-            for index in range(len(rles))
-        ]
+        grids = [np.asarray(grid, dtype=np.float64) for grid in self.point_grids]
+        results, self.last_filter_counts = generate_records(
+            self.predictor.engine, self.settings, grids, [image], batch_size=1, decoding=self.decoding
+        )
+        return results[0]
 
+    @staticmethod
+    def postprocess_small_regions(mask_data: MaskData, min_area: int, nms_thresh: float) -> MaskData:
+        """Fill small holes and clear small islands of the masks in ``mask_data["rles"]``, then NMS
+        again (changed masks score 0, unchanged 1); ``mask_data`` is filtered in place and returned."""
+        return _postprocess_small_regions(mask_data, min_area, nms_thresh)
+
+    # ------------------------------------------------------------------------------------------------
+    # The official generator's steps, for code that calls them: the same algorithm on the host, one
+    # crop and one batch at a time (MaskData columns); generate() runs the device-resident pipeline.
     def _generate_masks(self, image: np.ndarray) -> MaskData:
         """Candidates of every crop, deduplicated between crops; columns as float32 numpy arrays."""
         orig_size = image.shape[:2]
@@ -231,12 +250,6 @@ class SAM2AutomaticMaskGenerator:
         data["rles"] = uncompressed_rles(data["masks"])
         del data["masks"]
         return data
-
-    @staticmethod
-    def postprocess_small_regions(mask_data: MaskData, min_area: int, nms_thresh: float) -> MaskData:
-        """Fill small holes and clear small islands of the masks in ``mask_data["rles"]``, then NMS
-        again (changed masks score 0, unchanged 1); ``mask_data`` is filtered in place and returned."""
-        return _postprocess_small_regions(mask_data, min_area, nms_thresh)
 
     def refine_with_m2m(
         self, points: torch.Tensor, point_labels: torch.Tensor, low_res_masks: torch.Tensor, points_per_batch: int

@@ -13,7 +13,7 @@ from typing import Mapping, Optional, Union
 import torch
 from torch import nn
 
-from promptseg.checkpoint import read_state_dict
+from promptseg.checkpoint import read_state_dict, state_dict_mismatches
 from promptseg.errors import CheckpointError
 from promptseg.sam2.configs import HIERA_SIZES
 from promptseg.sam2.modeling.sam2_base import VIDEO_ONLY_PREFIXES
@@ -21,7 +21,6 @@ from promptseg.sam2.modeling.sam2_base import VIDEO_ONLY_PREFIXES
 __all__ = ["hiera_size", "load_checkpoint", "load_image_state_dict", "split_video_weights"]
 
 logger = logging.getLogger(__name__)
-_LIST_LIMIT = 20
 
 
 def split_video_weights(
@@ -70,15 +69,7 @@ def load_image_state_dict(
             f"{source} holds a Hiera-{found} SAM 2 model, but the config builds Hiera-{wanted}; "
             f"use the sam2.1_hiera_{found} (or sam2_hiera_{found}) config"
         )
-    missing = sorted(set(expected) - set(image))
-    unexpected = sorted(set(image) - set(expected))
-    wrong_shape = sorted(
-        f"{key}: checkpoint {tuple(image[key].shape)}, model {tuple(expected[key].shape)}"
-        for key in set(expected) & set(image)
-        if image[key].shape != expected[key].shape
-    )
-    found_problems = {"missing keys": missing, "unexpected keys": unexpected, "keys of the wrong shape": wrong_shape}
-    problems = [f"{what} ({len(keys)}): {_listing(keys)}" for what, keys in found_problems.items() if keys]
+    problems = state_dict_mismatches(expected, image)
     if problems:
         raise CheckpointError(f"{source} does not match the SAM 2 image model: " + "; ".join(problems))
     model.load_state_dict(image, strict=True)
@@ -88,7 +79,3 @@ def load_checkpoint(model: nn.Module, ckpt_path: Union[str, "os.PathLike[str]"])
     """Read an official checkpoint (weights only) and load its image weights into ``model``."""
     load_image_state_dict(model, read_state_dict(ckpt_path), source=repr(str(ckpt_path)))
 
-
-def _listing(items: list[str]) -> str:
-    shown = ", ".join(items[:_LIST_LIMIT])
-    return shown + (f", ... and {len(items) - _LIST_LIMIT} more" if len(items) > _LIST_LIMIT else "")

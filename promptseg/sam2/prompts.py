@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from promptseg.prompts.tokens import BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, TOKEN_LABELS
+from promptseg.prompts.validate import finite_numbers
 
 __all__ = ["check_sam2_prompt", "prompt_batch_size", "sam2_point_inputs"]
 
@@ -39,10 +40,10 @@ def check_sam2_prompt(
             raise ValueError("point_labels was given without point_coords")
         if point_labels is None:
             raise ValueError("point_coords was given without point_labels; pass one label (0 or 1) per point")
-        coords = _numbers("point_coords", point_coords)
+        coords = finite_numbers("point_coords", point_coords)
         if coords.ndim not in (2, 3) or coords.shape[-1] != 2 or coords.shape[-2] == 0:
             raise ValueError(f"point_coords must have shape (N, 2) or (B, N, 2) with N >= 1, got {coords.shape}")
-        labels = _numbers("point_labels", point_labels)
+        labels = finite_numbers("point_labels", point_labels)
         if labels.shape != coords.shape[:-1]:
             raise ValueError(
                 f"point_labels must have shape {coords.shape[:-1]} to match point_coords, got {labels.shape}"
@@ -54,7 +55,7 @@ def check_sam2_prompt(
             )
         batches["point_coords"] = coords.shape[0] if coords.ndim == 3 else 1
     if box is not None:
-        boxes = _numbers("box", box)
+        boxes = finite_numbers("box", box)
         if boxes.ndim not in (1, 2) or boxes.shape[-1] != 4 or boxes.size == 0:
             raise ValueError(f"box must have shape (4,) or (B, 4) (XYXY), got {boxes.shape}")
         boxes = boxes.reshape(-1, 4)
@@ -62,7 +63,7 @@ def check_sam2_prompt(
             raise ValueError(f"box must satisfy x0 <= x1 and y0 <= y1 (XYXY), got {boxes.tolist()}")
         batches["box"] = len(boxes)
     if mask_input is not None:
-        mask = _numbers("mask_input", mask_input)
+        mask = finite_numbers("mask_input", mask_input)
         if mask.shape[-3:] != (1, mask_size, mask_size) or mask.ndim not in (3, 4):
             raise ValueError(
                 f"mask_input must have shape (1, {mask_size}, {mask_size}) or (B, 1, {mask_size}, {mask_size}) "
@@ -106,16 +107,3 @@ def sam2_point_inputs(
     return torch.cat([corners, point_coords], dim=1), torch.cat([corner_labels, point_labels], dim=1)
 
 
-def _numbers(name: str, value: Any) -> np.ndarray:
-    """``value`` as a finite numeric numpy array (a view where possible)."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"{name} must be an array of numbers, got {type(value).__name__}") from error
-    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-        raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} must be finite, got NaN or inf")
-    return array

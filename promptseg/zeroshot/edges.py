@@ -111,7 +111,7 @@ class EdgeDetector:
         for first in range(0, len(low_res_all), batch):
             chunk = low_res_all[first : first + batch]
             logits = decoder.postprocess(
-                chunk[:, None], input_size, original_size, model.image_encoder.img_size, model.mask_threshold, True
+                chunk[:, None], input_size, original_size, predictor.encoder.img_size, model.mask_threshold, True
             )[:, 0]
             magnitude = sobel_magnitude(torch.sigmoid(logits.float()))
             combined = torch.maximum(combined, magnitude.amax(0))

@@ -19,7 +19,7 @@ import promptseg
 from promptseg.build import construct_sam
 from promptseg.configs import VIT_B
 from promptseg.decoders import AutoDecoder, Decoder, FusedDecoder, GraphDecoder, ModuleDecoder, fused
-from promptseg.ops import decoder_attention, extension_loaded, mask_postprocess
+from promptseg.ops import extension_loaded, mask_postprocess
 from promptseg.prompts.batch import pack_prompts
 from promptseg.prompts.validate import check_prompt_mapping
 from tests._support import TINY, mixed_prompts, model_pair, relative_error
@@ -82,23 +82,14 @@ def test_fused_path_is_not_taken_on_cpu_or_fp32(tiny_pair, images, monkeypatch):
 
 
 @needs_extension
-def test_fused_decode_traced_with_fake_cuda_tensors_uses_the_kernels(monkeypatch):
+def test_fused_decode_traced_with_fake_cuda_tensors_uses_the_kernels(kernel_routes):
     """The whole fused decode, traced on fake CUDA bf16 tensors: every attention goes to a kernel.
 
-    The kernels are opted in (PROMPTSEG_KERNELS=1): by default they are opt-in until a GPU record
-    verifies them, and this test is about the routing once they are in force."""
+    The kernels are opted in (PROMPTSEG_KERNELS=1, the ``kernel_routes`` fixture): by default they are
+    opt-in until a GPU record verifies them, and this test is about the routing once they are in force."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    monkeypatch.setenv(promptseg.ops.KERNELS_ENV, "1")
-    routed = []
-    original = decoder_attention.kernel_for
-
-    def spy(op_name, *tensors, backend="auto"):
-        kernel = original(op_name, *tensors, backend=backend)
-        routed.append((op_name, kernel is not None))
-        return kernel
-
-    monkeypatch.setattr(decoder_attention, "kernel_for", spy)
+    routed = kernel_routes
     with FakeTensorMode(), torch.no_grad():
         torch.set_default_dtype(torch.bfloat16)  # (.to() cannot swap fake parameters: build them in place)
         try:

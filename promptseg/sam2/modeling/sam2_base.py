@@ -6,11 +6,18 @@ lowest-resolution features. The video parts of the official class (memory attent
 encoder, object pointers, temporal encodings) are not built: :data:`VIDEO_ONLY_PREFIXES` names
 their weights, which :func:`promptseg.sam2.checkpoint.load_checkpoint` skips. The video options
 are accepted and kept as attributes, so the official configs build unchanged.
+
+promptseg additions, so that the seams built for SAM (``promptseg.encoders``,
+``promptseg.decoders``, ``SamPredictor``, the mask generator, export) serve SAM 2 too:
+:meth:`SAM2Base.encode_image` (what the decoder needs of an image batch),
+:meth:`SAM2Base.embed_prompt_tokens` and :meth:`SAM2Base.decode_tokens` (the one module-level
+decode, as ``Sam``'s), ``prompt_encoder`` / ``mask_decoder`` (SAM's names of the two heads),
+``mask_threshold``, ``image_format`` and ``dtype``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import nn
@@ -67,6 +74,12 @@ VIDEO_OPTIONS = (
 
 class SAM2Base(nn.Module):
     """The SAM 2 image model: image encoder, prompt encoder, mask decoder and ``no_mem_embed``."""
+
+    mask_threshold: float = 0.0
+    """Logit threshold of a mask (a promptseg addition, as ``Sam.mask_threshold``; the official
+    predictor's default)."""
+    image_format: str = "RGB"
+    """The channel order the image encoder takes (a promptseg addition, as ``Sam.image_format``)."""
 
     def __init__(
         self,
@@ -161,6 +174,16 @@ class SAM2Base(nn.Module):
         """Dtype of the networks' weights (a promptseg addition)."""
         return self.no_mem_embed.dtype
 
+    @property
+    def prompt_encoder(self) -> PromptEncoder:
+        """``sam_prompt_encoder`` under SAM's name (a promptseg addition)."""
+        return self.sam_prompt_encoder
+
+    @property
+    def mask_decoder(self) -> MaskDecoder:
+        """``sam_mask_decoder`` under SAM's name (a promptseg addition)."""
+        return self.sam_mask_decoder
+
     def forward(self, *args: Any, **kwargs: Any) -> None:
         raise NotImplementedError(
             "SAM2Base has no forward; use promptseg.sam2.SAM2ImagePredictor (or "
@@ -228,3 +251,58 @@ class SAM2Base(nn.Module):
         if self.directly_add_no_mem_embed:
             image_embed = image_embed + self.no_mem_embed.view(1, -1, 1, 1)
         return image_embed, list(fpn[:-1])
+
+    def embed_prompt_tokens(
+        self,
+        coords: torch.Tensor,
+        labels: torch.Tensor,
+        extra_tokens: Optional[torch.Tensor] = None,
+        frame_xy: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        """The sparse prompt embeddings the mask decoder takes (a promptseg addition, as ``Sam``'s):
+        ``PromptEncoder.sparse_embeddings`` (``coords``: (P, T, 2) token (x, y) in pixels of the S x S
+        input frame, by SAM 2's token rule, ``promptseg.prompts.tokens`` ``rule="sam2"``)."""
+        return self.sam_prompt_encoder.sparse_embeddings(coords, labels, extra_tokens, frame_xy)
+
+    def decode_tokens(
+        self,
+        image_embeddings: torch.Tensor,
+        high_res_features: Sequence[torch.Tensor],
+        coords: torch.Tensor,
+        labels: torch.Tensor,
+        dense_embeddings: Optional[torch.Tensor] = None,
+        image_index: Optional[torch.Tensor] = None,
+        extra_tokens: Optional[torch.Tensor] = None,
+        token_padding_mask: Optional[torch.Tensor] = None,
+        frame_xy: Optional[torch.Tensor] = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Prompt tokens on image features -> every mask token's low-res logits, IoU, output tokens and
+        the object score (a promptseg addition: the one module-level decode that SAM 2's decoders and
+        its ONNX graph call; the multimask choice is ``MaskDecoder.select_masks``).
+
+        Args:
+            image_embeddings: (B, C, H, W) from :meth:`encode_image`.
+            high_res_features: its two high-resolution levels, batch B (empty without high-res features).
+            coords, labels, extra_tokens, frame_xy: see :meth:`embed_prompt_tokens`.
+            dense_embeddings: (P, C, H, W) dense prompt embeddings (``PromptEncoder.dense_embeddings``
+                of the mask inputs), or None when no prompt has a mask input.
+            image_index: (P,) int64 row of ``image_embeddings`` each prompt belongs to; None repeats
+                each image once per prompt (B = 1).
+            token_padding_mask: (P, T + K) bool, False for tokens that only pad the batch, or None.
+        Returns:
+            masks (P, num_mask_tokens, 4H, 4W), iou_pred (P, num_mask_tokens), mask_tokens_out
+            (P, num_mask_tokens, C), object_score_logits (P, 1).
+        """
+        sparse = self.embed_prompt_tokens(coords, labels, extra_tokens, frame_xy)
+        if dense_embeddings is None:
+            dense_embeddings = self.sam_prompt_encoder.no_mask_dense_embeddings(sparse.shape[0])
+        return self.sam_mask_decoder.predict_masks(
+            image_embeddings,
+            self.sam_prompt_encoder.get_dense_pe(),
+            sparse,
+            dense_embeddings,
+            repeat_image=image_index is None,
+            high_res_features=list(high_res_features) if self.use_high_res_features_in_sam else None,
+            image_index=image_index,
+            token_padding_mask=token_padding_mask,
+        )

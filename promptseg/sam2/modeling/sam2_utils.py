@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from promptseg.modeling.common import LayerNorm2d
+from promptseg.modeling.mask_decoder import MLP as SamMLP
 
 __all__ = ["DropPath", "LayerNorm2d", "MLP"]
 
@@ -37,12 +37,9 @@ class DropPath(nn.Module):
         return x * sample_mask
 
 
-class MLP(nn.Module):
-    """``num_layers`` linear layers input_dim -> hidden_dim ... -> output_dim, ``activation`` between them.
-
-    Parameters are ``layers.{i}.weight/bias`` as in the official model; the last layer has no
-    activation, and ``sigmoid_output`` squashes the output to (0, 1).
-    """
+class MLP(SamMLP):
+    """SAM 2's MLP: SAM's :class:`promptseg.modeling.mask_decoder.MLP` (``layers.{i}.weight/bias``, as in the
+    official model) with the official SAM 2 argument order, ``activation`` before ``sigmoid_output``."""
 
     def __init__(
         self,
@@ -53,18 +50,4 @@ class MLP(nn.Module):
         activation: type[nn.Module] = nn.ReLU,
         sigmoid_output: bool = False,
     ) -> None:
-        super().__init__()
-        self.num_layers = num_layers
-        widths = [input_dim] + [hidden_dim] * (num_layers - 1) + [output_dim]
-        self.layers = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(widths[:-1], widths[1:]))
-        self.sigmoid_output = sigmoid_output
-        self.act = activation()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(..., input_dim) -> (..., output_dim)."""
-        last = len(self.layers) - 1
-        for index, layer in enumerate(self.layers):
-            x = layer(x)
-            if index < last:
-                x = self.act(x)
-        return F.sigmoid(x) if self.sigmoid_output else x
+        super().__init__(input_dim, hidden_dim, output_dim, num_layers, sigmoid_output, activation=activation)

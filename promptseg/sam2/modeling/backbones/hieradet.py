@@ -106,7 +106,8 @@ class MultiScaleBlock(nn.Module):
             # Pooled queries shrink every window by the stride; the windows tile the pooled grid.
             window = self.window_size // self.q_stride[0] if self.q_stride else self.window_size
             height, width = shortcut.shape[1], shortcut.shape[2]
-            padded = (-(-height // window) * window, -(-width // window) * window)
+            # (ceil division written with non-negative operands, which exports to ONNX's Div unchanged)
+            padded = ((height + window - 1) // window * window, (width + window - 1) // window * window)
             x = window_unpartition(x, window, padded, (height, width))
         x = shortcut + self.drop_path(x)
         return x + self.drop_path(self.mlp(self.norm2(x)))
@@ -207,7 +208,8 @@ class Hiera(nn.Module):
         self.pos_embed_window = nn.Parameter(torch.zeros(1, embed_dim, window_spec[0], window_spec[0]))
 
         specs = _block_specs(embed_dim, num_heads, stages, q_pool, dim_mul, head_mul, window_spec, global_att_blocks)
-        drop_rates = torch.linspace(0, drop_path_rate, len(specs)).tolist()
+        # (zeros without stochastic depth, read off no tensor: the model also builds on meta / fake devices)
+        drop_rates = torch.linspace(0, drop_path_rate, len(specs)).tolist() if drop_path_rate > 0 else [0.0] * len(specs)
         self.blocks = nn.ModuleList(
             MultiScaleBlock(
                 dim=spec.dim,

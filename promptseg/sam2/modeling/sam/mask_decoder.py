@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
+from promptseg.modeling.mask_decoder import prepend_output_tokens
 from promptseg.sam2.modeling.sam2_utils import MLP, LayerNorm2d
 
 __all__ = ["MaskDecoder"]
@@ -192,13 +193,7 @@ class MaskDecoder(nn.Module):
         output = [self.iou_token.weight, self.mask_tokens.weight]
         if self.pred_obj_scores:
             output.insert(0, self.obj_score_token.weight)
-        prompts = sparse_prompt_embeddings.shape[0]
-        output_tokens = torch.cat(output, dim=0).unsqueeze(0).expand(prompts, -1, -1)
-        tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
-        if token_padding_mask is None:
-            return tokens, None
-        always = token_padding_mask.new_ones(prompts, output_tokens.shape[1])
-        return tokens, torch.cat([always, token_padding_mask], dim=1)
+        return prepend_output_tokens(torch.cat(output, dim=0), sparse_prompt_embeddings, token_padding_mask)
 
     def masks_from_tokens(
         self,
