@@ -172,10 +172,10 @@ def prepend_output_tokens(
 
 
 class MLP(nn.Module):
-    """``num_layers`` linear layers input_dim -> hidden_dim x (num_layers - 1) -> output_dim, with
-    ``activation`` (default ReLU) between them and an optional sigmoid. Parameters are
-    ``layers.{i}.weight/bias`` as officially; SAM 2's ``MLP`` (``promptseg.sam2.modeling.sam2_utils``) is
-    this one with its official argument order (``activation`` before ``sigmoid_output``)."""
+    """``num_layers`` linear layers input_dim -> hidden_dim x (num_layers - 1) -> output_dim, with ReLU
+    between them (:meth:`activate`) and an optional sigmoid. Parameters are ``layers.{i}.weight/bias``
+    and the module tree is the official one (no activation module); SAM 2's ``MLP``
+    (``promptseg.sam2.modeling.sam2_utils``) is this one with its own activation module ``act``."""
 
     def __init__(
         self,
@@ -184,20 +184,21 @@ class MLP(nn.Module):
         output_dim: int,
         num_layers: int,
         sigmoid_output: bool = False,
-        *,
-        activation: type[nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
         self.num_layers = num_layers
         hidden = [hidden_dim] * (num_layers - 1)
         self.layers = nn.ModuleList(nn.Linear(n, k) for n, k in zip([input_dim] + hidden, hidden + [output_dim]))
         self.sigmoid_output = sigmoid_output
-        self.act = activation()
+
+    def activate(self, x: torch.Tensor) -> torch.Tensor:
+        """The activation between layers: ReLU, as officially."""
+        return torch.relu(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., input_dim) -> (..., output_dim)."""
         for index, layer in enumerate(self.layers):
             x = layer(x)
             if index < self.num_layers - 1:
-                x = self.act(x)
+                x = self.activate(x)
         return torch.sigmoid(x) if self.sigmoid_output else x

@@ -39,7 +39,8 @@ class DropPath(nn.Module):
 
 class MLP(SamMLP):
     """SAM 2's MLP: SAM's :class:`promptseg.modeling.mask_decoder.MLP` (``layers.{i}.weight/bias``, as in the
-    official model) with the official SAM 2 argument order, ``activation`` before ``sigmoid_output``."""
+    official model) with the official SAM 2 argument order, ``activation`` before ``sigmoid_output``, and
+    the official SAM 2 activation module ``act``."""
 
     def __init__(
         self,
@@ -50,4 +51,8 @@ class MLP(SamMLP):
         activation: type[nn.Module] = nn.ReLU,
         sigmoid_output: bool = False,
     ) -> None:
-        super().__init__(input_dim, hidden_dim, output_dim, num_layers, sigmoid_output, activation=activation)
+        super().__init__(input_dim, hidden_dim, output_dim, num_layers, sigmoid_output)
+        self.act = activation()
+
+    def activate(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(x)
