@@ -200,6 +200,12 @@ class GatheredPrompts:
     mask_images: Optional[torch.Tensor]
     mask_embeddings: Optional[torch.Tensor]
 
+    def transform(self, model: Sam, table: ImageTable) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+        """:func:`transform_gathered` of these prompts on ``table``."""
+        return transform_gathered(
+            model, table, self.table_index, self.sparse, self.token_mask, self.mask_images, self.mask_embeddings
+        )
+
 
 def gather_prompts(model: Sam, table_size: int, prompt_rows: Sequence[int], batch: PromptBatch) -> GatheredPrompts:
     """The prompt encoder's work for a packed batch, and the table row of each prompt.
@@ -236,16 +242,8 @@ def decode_prompt_batch(model: Sam, table: ImageTable, prompt_rows: Sequence[int
     Returns:
         (P, num_mask_tokens, 4H, 4W) mask logits and (P, num_mask_tokens) IoU predictions.
     """
-    gathered = gather_prompts(model, table.rows, prompt_rows, batch)
-    return decode_masks(
-        model,
-        table,
-        gathered.table_index,
-        gathered.sparse,
-        gathered.token_mask,
-        gathered.mask_images,
-        gathered.mask_embeddings,
-    )
+    hs, keys, grid = gather_prompts(model, table.rows, prompt_rows, batch).transform(model, table)
+    return model.mask_decoder.masks_from_tokens(hs, keys, grid)
 
 
 class FusedDecoder(ModelDecoder):

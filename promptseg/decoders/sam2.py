@@ -34,7 +34,6 @@ from promptseg.decoders.fused import (
     gather_prompts,
     image_table,
     image_table_key,
-    transform_gathered,
 )
 from promptseg.masks import mask_boxes_xyxy, stability_score
 from promptseg.prompts.batch import PromptBatch
@@ -209,16 +208,7 @@ class Sam2FusedDecoder(Sam2Decoder):
         self, features: MultiScaleFeatures, batch: PromptBatch, image_index: Sequence[int]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         table = self.table(features.embedding)
-        gathered = gather_prompts(self.model, table.rows, image_index, batch)
-        hs, keys, grid = transform_gathered(
-            self.model,
-            table,
-            gathered.table_index,
-            gathered.sparse,
-            gathered.token_mask,
-            gathered.mask_images,
-            gathered.mask_embeddings,
-        )
+        hs, keys, grid = gather_prompts(self.model, table.rows, image_index, batch).transform(self.model, table)
         rows = device_longs(image_index, features.device)
         high_res = [level[rows] for level in features.high_res] if self.model.use_high_res_features_in_sam else None
         return self.model.sam_mask_decoder.masks_from_tokens(hs, keys, grid, high_res)
