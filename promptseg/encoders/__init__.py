@@ -7,13 +7,14 @@ See :mod:`promptseg.encoders.base` for the interface. ``SamPredictor`` (and thro
 SAM 2), or for a SAM model built by ``build_sam`` the CPU engine that
 :func:`~promptseg.encoders.auto.choose_engine` picks, e.g. :class:`OnnxRuntimeImageEncoder` (the
 model's graphs exported once to :mod:`promptseg.encoders.cache`). :class:`EngineImageEncoder` runs
-any exported encoder engine (ONNX Runtime, TensorRT). What an encoder returns is
-:mod:`promptseg.encoders.features`.
+any exported encoder engine (ONNX Runtime, TensorRT), :class:`Sam2EngineImageEncoder` a SAM 2 model's.
+What an encoder returns is :mod:`promptseg.encoders.features`.
 """
 
 from promptseg.encoders.auto import EngineChoice, choose_engine, default_encoder, default_image_encoder
 from promptseg.encoders.base import ImageEncoder
 from promptseg.encoders.engine import EngineImageEncoder
+from promptseg.encoders.engine_sam2 import Sam2EngineImageEncoder
 from promptseg.encoders.features import Features, MultiScaleFeatures, cat_features, image_embedding, select_rows
 from promptseg.encoders.module import ModuleImageEncoder
 from promptseg.encoders.onnxruntime import OnnxRuntimeEngine, OnnxRuntimeImageEncoder
@@ -28,6 +29,7 @@ __all__ = [
     "MultiScaleFeatures",
     "OnnxRuntimeEngine",
     "OnnxRuntimeImageEncoder",
+    "Sam2EngineImageEncoder",
     "Sam2ImageEncoder",
     "cat_features",
     "choose_engine",

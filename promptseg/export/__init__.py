@@ -19,11 +19,12 @@ that engine (``promptseg.build_sam(..., engine="onnxruntime")`` calls it).
 TensorRT (needs ``tensorrt`` >= 10 and a GPU): :mod:`promptseg.export.tensorrt`.
 """
 
+from promptseg.decoders import Sam2EngineDecoder
+from promptseg.encoders import Sam2EngineImageEncoder
 from promptseg.export.bundle import export_onnx_bundle
 from promptseg.export.engine_decoder import EngineDecoder
 from promptseg.export.engine_encoder import EngineImageEncoder
 from promptseg.export.engine_predictor import EnginePredictor
-from promptseg.export.engine_sam2 import Sam2EngineDecoder, Sam2EngineImageEncoder
 from promptseg.export.onnx_common import describe_onnx
 from promptseg.export.onnx_decoder import export_onnx_batched_decoder, export_onnx_decoder
 from promptseg.export.onnx_encoder import export_onnx_encoder

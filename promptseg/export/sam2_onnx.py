@@ -6,7 +6,7 @@
 * :func:`export_sam2_onnx_decoder`: P prompts (SAM 2's tokens: box corners, points, padding) on
   B images per call -> every mask token's low-res logits, IoU and the object score
   (``SAM2Base.decode_tokens``); the multimask choice (with SAM 2's dynamic fall-back) and the
-  post-processing stay with the caller (:class:`promptseg.export.engine_sam2.Sam2EngineDecoder`).
+  post-processing stay with the caller (:class:`promptseg.decoders.Sam2EngineDecoder`).
 
 The official ``sam2`` package has no ONNX export, so there is no official file layout to match;
 the decoder's inputs follow promptseg's batched SAM decoder (``decoder_batched.onnx``) plus the

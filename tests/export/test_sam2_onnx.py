@@ -1,6 +1,7 @@
 """ONNX export of SAM 2.1 (``promptseg.export.sam2_onnx``), run by ONNX Runtime behind the seams
-(``Sam2EngineImageEncoder``, ``Sam2EngineDecoder``) against the same model in PyTorch: Hiera-t at a
-256 input with random weights, on a small crop of a photo, float32 on the CPU."""
+(``promptseg.encoders.Sam2EngineImageEncoder``, ``promptseg.decoders.Sam2EngineDecoder``) against the
+same model in PyTorch: Hiera-t at a 256 input with random weights, on a small crop of a photo, float32
+on the CPU."""
 
 from __future__ import annotations
 
@@ -21,13 +22,9 @@ MASK_PIXEL_FRACTION = 1e-4
 @pytest.fixture(scope="module")
 def predictors(sam2_small, tmp_path_factory, images):
     """(SamPredictor in PyTorch, SamPredictor on ONNX Runtime engines) of one SAM 2 model, image set."""
-    from promptseg.export import (
-        OnnxRuntimeEngine,
-        Sam2EngineDecoder,
-        Sam2EngineImageEncoder,
-        export_sam2_onnx_decoder,
-        export_sam2_onnx_encoder,
-    )
+    from promptseg.decoders import Sam2EngineDecoder
+    from promptseg.encoders import OnnxRuntimeEngine, Sam2EngineImageEncoder
+    from promptseg.export import export_sam2_onnx_decoder, export_sam2_onnx_encoder
     from promptseg.export.profiles import EngineLimits
 
     folder = tmp_path_factory.mktemp("sam2_onnx")
