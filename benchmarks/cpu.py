@@ -181,8 +181,20 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return 1e3 * (time.perf_counter() - start), result
 
 
-def run_model(model_name: str, paths: list[str], reps: int) -> list[dict[str, Any]]:
-    """Rows of one model: each path's median ms per measure, repetitions interleaved across paths."""
+def records_match(ours: list[tuple], theirs: list[tuple]) -> bool:
+    """The parity rule for records whose masks may differ at pixels within float32 rounding of the
+    threshold: the same count, and sorted (area, bbox) pairs with areas within 0.5% and boxes within 2 px."""
+    if len(ours) != len(theirs):
+        return False
+    return all(
+        abs(a[0] - b[0]) <= 0.005 * max(a[0], b[0]) and max(abs(x - y) for x, y in zip(a[1], b[1])) <= 2
+        for a, b in zip(ours, theirs)
+    )
+
+
+def run_model(model_name: str, paths: list[str], reps: int, amg: bool = True) -> list[dict[str, Any]]:
+    """Rows of one model: each path's median ms per measure, repetitions interleaved across paths
+    (``amg``: also automatic mask generation)."""
     model_type, state = weights(model_name)
     image = test_image(model_name)
     one_click = clicks(image, 1)[0]
@@ -210,6 +222,9 @@ def run_model(model_name: str, paths: list[str], reps: int) -> list[dict[str, An
                 timed(lambda: path.predictor.predict(**one_click, multimask_output=True))[0]
             )
             measures.setdefault("predict_many_64_ms", []).append(timed(lambda: path.predictor.predict_many(many))[0])
+            if not amg:
+                print(f"{model_name} rep {rep + 1}/{reps} {name}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in measures.items()))
+                continue
             milliseconds, generated = timed(lambda: path.generator().generate(image))
             measures.setdefault("amg_16x16_ms", []).append(milliseconds)
             records[name] = records_key(generated)
@@ -222,6 +237,7 @@ def run_model(model_name: str, paths: list[str], reps: int) -> list[dict[str, An
         if name in records:
             row["amg_records"] = len(records[name])
             row["amg_same_records_as_official"] = None if official is None else records[name] == official
+            row["amg_records_match_official"] = None if official is None else records_match(records[name], official)
         rows.append(row)
     base = next((row for row in rows if row["path"] == "official"), None)
     for row in rows:
@@ -281,6 +297,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--paths", nargs="+", default=list(PATHS), choices=[*PATHS, *OPTIONAL_PATHS])
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions per path (median)")
     parser.add_argument("--threads", type=int, help="torch (and ONNX Runtime) intra-op threads (default torch's)")
+    parser.add_argument("--no-amg", nargs="*", default=[], choices=MODELS, metavar="MODEL",
+                        help="models measured without automatic mask generation (vit_b's AMG takes minutes per path)")
     parser.add_argument("--quick", action="store_true", help="the bundled model, 1 repetition: a check that it runs")
     parser.add_argument("--profile", choices=MODELS, help="only the torch-profiler op shares of this model's encoder")
     args = parser.parse_args(argv)
@@ -300,7 +318,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         return
     rows = []
     for model_name in args.models:
-        rows += [{**machine, **row} for row in run_model(model_name, args.paths, args.reps)]
+        rows += [{**machine, **row} for row in run_model(model_name, args.paths, args.reps, model_name not in args.no_amg)]
     name = f"cpu_{cpu_slug(machine['cpu'])}" + ("_quick" if args.quick else "")
     path = write_results(name, {"quick": args.quick, "amg_settings": AMG_SETTINGS, "rows": rows})
     print(f"wrote {path}")

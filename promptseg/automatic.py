@@ -5,11 +5,12 @@ arguments, defaults and records, computed by a device-resident pipeline:
 
 1. Each crop of the image (the whole image, plus overlapping tiles when
    ``crop_n_layers > 0``) is encoded, crops batched through the encoder.
-2. Its grid points are decoded ``points_per_batch`` at a time; each batch's
+2. Its grid points are decoded ``points_per_batch`` at a time (on the CPU one at a time:
+   :func:`points_per_decode`); each batch's
    masks are scored (predicted IoU, stability), boxed and filtered on the
    device, and only the low-resolution logits of the survivors are kept.
 3. Duplicates are removed by box NMS within each crop, then between crops.
-4. The survivors' full-size masks are rebuilt ``points_per_batch`` at a time,
+4. The survivors' full-size masks are rebuilt as many at a time,
    cleaned of small holes and islands (``min_mask_region_area``) and run-length
    encoded on the device; only the final records cross to the host.
 
@@ -379,8 +380,9 @@ def _rebuild_masks(
     positions, areas, cleaned_boxes, changed = [], [], [], []
     for index, crop in enumerate(crops):
         in_crop = np.flatnonzero(crop_index == index)
-        for first in range(0, len(in_crop), settings.points_per_batch):
-            chunk = in_crop[first : first + settings.points_per_batch]
+        step = points_per_decode(settings, candidates.boxes.device)
+        for first in range(0, len(in_crop), step):
+            chunk = in_crop[first : first + step]
             low_res = candidates.low_res_logits[torch.as_tensor(chunk, device=candidates.boxes.device)]
             masks = _full_masks(run, low_res, crop, image_size)
             if clean_full_size:
@@ -451,6 +453,19 @@ def _encode(masks: torch.Tensor, output_mode: str) -> list[Any]:
 
 
 # ------------------------------------------------- the grid step, shared with the edge detector
+CPU_POINTS_PER_DECODE = 1
+"""Points decoded, and candidates' masks rebuilt, together on the CPU. Measured with the bundled model
+on truck.jpg (16x16 grid, every candidate kept, one thread, a loaded machine): 20-37 s with 1 point at a
+time against 43-48 s with 64 (each point's three masks are measured at full size; 64 points' masks,
+1.2 GB of float32 at 2 megapixels, leave the cache; ``benchmarks/NOTES.md``, CPU)."""
+
+
+def points_per_decode(settings: GeneratorSettings, device: torch.device) -> int:
+    """Grid points decoded together: ``settings.points_per_batch``, at most :data:`CPU_POINTS_PER_DECODE`
+    on the CPU. The records do not depend on it beyond float32 rounding of the batched arithmetic."""
+    return min(settings.points_per_batch, CPU_POINTS_PER_DECODE) if device.type == "cpu" else settings.points_per_batch
+
+
 def grid_candidates(
     predictor: SamPredictor,
     slot: int,
@@ -486,7 +501,7 @@ def grid_candidates(
     image_size = crop.size if image_size is None else image_size
     decoder = predictor.decoder if decoder is None else decoder
     model_points = torch.as_tensor(predictor.transform.apply_coords(crop.points, crop.size), device=predictor.device)
-    batch = settings.points_per_batch
+    batch = points_per_decode(settings, model_points.device)
     parts = [
         _decode_batch(predictor, decoder, slot, crop, crop_index, model_points[first : first + batch], first,
                       image_size, settings, tally, decoding)

@@ -47,6 +47,13 @@ if TYPE_CHECKING:
 PromptLike = Union[Prompt, Mapping[str, Any]]
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 
+GPU_PROMPT_BATCH_SIZE = 64
+"""Prompts decoded together by the batched calls on a GPU (``SamPredictor(prompt_batch_size=None)``)."""
+CPU_PROMPT_BATCH_SIZE = 1
+"""The same on the CPU: measured per prompt on 32 clicks on truck.jpg (vit_b and the bundled model,
+one thread), batches of 1 were fastest and batches of 8 or more 1.4-1.6x slower (their full-size masks,
+3 x 2.2 megapixels of float32 each, leave the cache; ``benchmarks/NOTES.md``, CPU)."""
+
 
 class SamPredictor:
     """Predict masks from prompts on images whose embeddings are computed once."""
@@ -54,7 +61,7 @@ class SamPredictor:
     def __init__(
         self,
         sam_model: Sam,
-        prompt_batch_size: int = 64,
+        prompt_batch_size: Optional[int] = None,
         decoder: Optional[Decoder] = None,
         text: Optional["TextPrompting"] = None,
         encoder: Optional[ImageEncoder] = None,
@@ -63,7 +70,9 @@ class SamPredictor:
         Args:
             sam_model: the model, on the device and in the dtype to run with.
             prompt_batch_size: prompts decoded together by the batched calls;
-                bounds the decoder's memory (a promptseg addition).
+                bounds the decoder's memory (a promptseg addition). None: 64 on a GPU, and on the
+                CPU :data:`CPU_PROMPT_BATCH_SIZE`, where one prompt at a time keeps each decode's and
+                each post-processing's tensors in cache (``benchmarks/NOTES.md``, CPU).
             decoder: what decodes prompts (a promptseg addition); default an
                 :class:`~promptseg.decoders.AutoDecoder` of ``sam_model``, or where the default
                 encoder is the ONNX Runtime engine (and no ``text``), an
@@ -78,8 +87,10 @@ class SamPredictor:
         ``sam_model`` may also be a SAM 2 model (``promptseg.sam2``): its encoder and decoder then take
         SAM 2's frame, token rule and post-processing, and the results are SAM 2's.
         """
-        if prompt_batch_size < 1:
-            raise ValueError(f"prompt_batch_size must be >= 1, got {prompt_batch_size}")
+        if prompt_batch_size is None:
+            prompt_batch_size = CPU_PROMPT_BATCH_SIZE if sam_model.device.type == "cpu" else GPU_PROMPT_BATCH_SIZE
+        if isinstance(prompt_batch_size, bool) or not isinstance(prompt_batch_size, int) or prompt_batch_size < 1:
+            raise ValueError(f"prompt_batch_size must be an int >= 1 or None, got {prompt_batch_size!r}")
         if decoder is not None and not isinstance(decoder, Decoder):
             raise TypeError(f"decoder must be a promptseg.decoders.Decoder, got {type(decoder).__name__}")
         if encoder is not None and not isinstance(encoder, ImageEncoder):

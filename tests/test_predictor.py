@@ -99,3 +99,15 @@ def test_set_images_with_one_image_behaves_like_set_image(tiny_pair, images):
     assert predictor.original_size == images["dog.jpg"].shape[:2]
     masks, scores, _ = predictor.predict(box=np.array([10.0, 10.0, 300.0, 200.0]))
     assert masks.shape == (3, *images["dog.jpg"].shape[:2])
+
+
+def test_prompt_batch_size_defaults_by_device_and_rejects_nonsense(tiny_pair):
+    """None takes the device's default (the CPU decodes one prompt at a time, the fastest measured
+    there); anything but an int >= 1 is refused with what came."""
+    from promptseg.predictor import CPU_PROMPT_BATCH_SIZE
+
+    assert promptseg.SamPredictor(tiny_pair[1]).prompt_batch_size == CPU_PROMPT_BATCH_SIZE == 1
+    assert promptseg.SamPredictor(tiny_pair[1], prompt_batch_size=16).prompt_batch_size == 16
+    for bad in (0, -3, 2.5, True, "8"):
+        with pytest.raises(ValueError, match=f"prompt_batch_size must be an int >= 1 or None, got {bad!r}"):
+            promptseg.SamPredictor(tiny_pair[1], prompt_batch_size=bad)

@@ -8,13 +8,14 @@ from typing import Optional, Sequence, Union
 import torch
 
 from promptseg.decoders.base import DecodeResult, Decoder, ModelDecoder, ModuleDecoder
-from promptseg.decoders.fused import FusedDecoder, fused_path_available
+from promptseg.decoders.fused import FusedDecoder, cpu_hoisting_applies, fused_path_available
 from promptseg.decoders.graphs import GraphDecoder
 from promptseg.decoders.sam2 import (
     LowResCleanup,
     Sam2DecodeResult,
     Sam2FusedDecoder,
     Sam2ModuleDecoder,
+    sam2_cpu_hoisting_applies,
     sam2_fused_path_available,
 )
 from promptseg.modeling import Sam
@@ -29,9 +30,10 @@ class AutoDecoder(ModelDecoder):
       applies and ``use_cuda_graphs`` is on (a single click, in an interactive app; SAM only);
     * ``fused`` (:class:`FusedDecoder`, for SAM 2 :class:`~promptseg.decoders.sam2.Sam2FusedDecoder`):
       where the fused path applies (a CUDA bf16/fp16 model with promptseg's kernels, see
-      :func:`fused_path_available`);
+      :func:`fused_path_available`), and on the CPU in float32, where its hoisting pays without
+      kernels (:func:`~promptseg.decoders.fused.cpu_hoisting_applies`);
     * ``module`` (:class:`ModuleDecoder`, for SAM 2 :class:`~promptseg.decoders.sam2.Sam2ModuleDecoder`):
-      everywhere else (CPU, fp32, the reference backend).
+      everywhere else (CUDA fp32, the reference backend).
 
     All give the model's results; only speed differs. For a SAM 2 model (``promptseg.sam2``) the
     decoder takes SAM 2's tokens and features and post-processes in SAM 2's frame
@@ -65,7 +67,8 @@ class AutoDecoder(ModelDecoder):
         """The decoder that :meth:`decode` runs for ``prompts`` prompts on ``features``."""
         available = sam2_fused_path_available if self.is_sam2 else fused_path_available
         if not available(self.model, features):
-            return self.module
+            hoisting = sam2_cpu_hoisting_applies if self.is_sam2 else cpu_hoisting_applies
+            return self.fused if hoisting(self.model, features) else self.module  # type: ignore[arg-type]
         if self.graphs is not None and self.use_cuda_graphs and prompts == 1 and features.shape[0] == 1:
             return self.graphs
         return self.fused

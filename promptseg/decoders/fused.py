@@ -61,6 +61,23 @@ def fused_path_available(model: Sam, features: Optional[torch.Tensor], ops: Sequ
     return all(kernel_available(name, features, backend=backend) for name in ops)
 
 
+
+def cpu_hoisting_applies(model: Sam, features: Optional[torch.Tensor]) -> bool:
+    """True where the fused decoder pays on the CPU without kernels: float32 CPU image features of a
+    float32 CPU model with SAM's two-way transformer, no op of its mask decoder on the ``reference``
+    backend.
+
+    There the fused decoder runs the ops' CPU paths (``promptseg.ops.cpu_token_attention``), and
+    its hoisting saves three of the eight (N, C) x (C, Ci) image-token projections of each prompt
+    (vit_b: 3 x 134 M multiply-adds); the results equal the module decoder's to float32 rounding.
+    """
+    if features is None or features.device.type != "cpu" or features.dtype != torch.float32:
+        return False
+    if model.dtype != torch.float32 or model.device.type != "cpu":
+        return False
+    decoder = model.mask_decoder  # (only the decoder's ops: a scan of the whole model costs ~3 ms per click)
+    return module_backend(decoder) != "reference" and isinstance(decoder.transformer, TwoWayTransformer)
+
 @dataclass
 class ImageTable:
     """The prompt-independent inputs of the first two-way block, one row per image.

@@ -11,10 +11,9 @@ the export an ONNX Runtime engine runs is made by ``promptseg.export.prepare_eng
   in ONNX Runtime; float32, the model's results to float32 rounding;
 * ``onnxruntime-int8``: the same with a dynamically quantised encoder (not exact; its measured
   accuracy is in the cache entry and in docs/cpu.md);
-* ``auto`` (the default): ``PROMPTSEG_CPU_ENGINE`` if set, else the fastest exact engine that is
-  ready: ONNX Runtime when the model's export is already cached, else torch. An export is never
-  started on its own: it costs a one-off minute or so for vit_b (see docs/cpu.md), which a single
-  ``promptseg predict`` should not pay.
+* ``auto`` (the default): ``PROMPTSEG_CPU_ENGINE`` if set, else the fastest exact engine as measured
+  by ``benchmarks/cpu.py``: torch (:data:`AUTO_REASON`). ONNX Runtime is never taken on its own,
+  even with its export cached.
 
 Models on a GPU or not in float32 always run their module.
 """
@@ -36,6 +35,13 @@ from promptseg.encoders.sam2 import Sam2ImageEncoder
 from promptseg.modeling import Sam
 from promptseg.sam2.modeling.sam2_base import SAM2Base
 from promptseg.settings import CPU_ENGINE_ENV, ONNXRUNTIME_ENGINES, check_cpu_engine
+
+AUTO_REASON = (
+    "the fastest exact CPU engine measured (benchmarks/results/cpu_*.json): ONNX Runtime fp32 embeds "
+    "no faster and decodes a click 3x slower"
+)
+"""Why ``auto`` runs torch: measured on this project's CPU with ``benchmarks/cpu.py`` (README, CPU table)."""
+
 
 def onnxruntime_installed() -> bool:
     return importlib.util.find_spec("onnxruntime") is not None
@@ -101,14 +107,7 @@ def choose_engine(model: Sam, cache_dir: Optional[os.PathLike] = None) -> Engine
                 "change of the weights"
             )
         return EngineChoice(engine, f"asked for ({source})", entry)
-    if not onnxruntime_installed():
-        return EngineChoice("torch", "onnxruntime is not installed")
-    entry = find_entry(model, cache_dir)
-    if entry is None:
-        return EngineChoice(
-            "torch", "no ONNX Runtime export of these weights is cached (promptseg.build_sam(..., engine='onnxruntime') makes one)"
-        )
-    return EngineChoice("onnxruntime", f"exact, and its export is cached in {entry.folder}", entry)
+    return EngineChoice("torch", AUTO_REASON)
 
 
 def default_encoder(model: Union[Sam, SAM2Base]) -> ImageEncoder:

@@ -55,6 +55,10 @@ class OnnxRuntimeEngine:
         self.threads = torch.get_num_threads() if threads is None else threads
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        # After a run ONNX Runtime's pool threads spin by default, on the cores torch's threads want
+        # next (the mask resizes, the next op): measured on a click of the bundled model with
+        # 2 threads, 112 ms spinning against 76 ms not (benchmarks/NOTES.md, CPU).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = onnxruntime.InferenceSession(str(onnx_path), options, providers=list(providers))
         self.device = torch.device("cpu")

@@ -14,6 +14,7 @@ from typing import Optional
 
 import torch
 
+from promptseg.ops.cpu_token_attention import cpu_token_attention_applies, token_attention_cpu
 from promptseg.ops.dispatch import kernel_for, kernel_limits
 from promptseg.ops.fakes import register_fake_if_built
 from promptseg.ops.precision import statistics_dtype
@@ -44,7 +45,7 @@ def token_attention(
     if kernel is not None and _kernel_supports(q, k, num_heads):
         _check_inputs(q, k, v, num_heads, key_padding_mask)
         return kernel(_kernel_rows(q), _kernel_rows(k), _kernel_rows(v), num_heads, key_padding_mask)
-    return token_attention_reference(q, k, v, num_heads, key_padding_mask)
+    return _token_attention_fallback(q, k, v, num_heads, key_padding_mask, backend)
 
 
 def gathered_token_attention(
@@ -82,7 +83,27 @@ def gathered_token_attention(
         batch = _gathered_batch(q, k, q_index, kv_index)
         _check_inputs(_batch_view(q, batch), _batch_view(k, batch), _batch_view(v, batch), num_heads, key_padding_mask)
         return kernel(_kernel_rows(q), _kernel_rows(k), _kernel_rows(v), num_heads, key_padding_mask, q_index, kv_index)
-    return gathered_token_attention_reference(q, k, v, num_heads, key_padding_mask, q_index, kv_index)
+    q = q if q_index is None else q[q_index]
+    if kv_index is not None:
+        k, v = k[kv_index], v[kv_index]
+    return _token_attention_fallback(q, k, v, num_heads, key_padding_mask, backend)
+
+
+def _token_attention_fallback(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    num_heads: int,
+    key_padding_mask: Optional[torch.Tensor],
+    backend: str,
+) -> torch.Tensor:
+    """Where no kernel runs: on CPU float32 inputs with no gradient wanted, outside a trace and with
+    ``backend`` not ``"reference"``, :func:`promptseg.ops.cpu_token_attention.token_attention_cpu`
+    (the same arithmetic in the layouts a CPU runs fast); otherwise :func:`token_attention_reference`."""
+    if backend != "reference" and cpu_token_attention_applies(q, k, v):
+        _check_inputs(q, k, v, num_heads, key_padding_mask)
+        return token_attention_cpu(q, k, v, num_heads, key_padding_mask)
+    return token_attention_reference(q, k, v, num_heads, key_padding_mask)
 
 
 def gathered_token_attention_reference(

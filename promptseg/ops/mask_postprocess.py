@@ -99,8 +99,11 @@ def upscale_mask_logits(
     = (H, W); ``align_corners=False`` throughout, as the official ``Sam.postprocess_masks``. The sizes
     may be sequences of ints or, in a traced export, (2,) int64 tensors; nothing is validated here.
     """
-    logits = F.interpolate(low_res.float(), (image_size, image_size), mode="bilinear", align_corners=False)
-    logits = logits[..., : input_size[0], : input_size[1]]
+    # A strided input (the crop; the 3 of 4 masks a multimask decode keeps) costs PyTorch's CPU kernel
+    # two extra copies of its output (2.4x the time at 2 megapixels, benchmarks/NOTES.md); a
+    # contiguous copy of the input gives the same values (checked bit for bit in the tests).
+    logits = F.interpolate(low_res.float().contiguous(), (image_size, image_size), mode="bilinear", align_corners=False)
+    logits = logits[..., : input_size[0], : input_size[1]].contiguous()
     return F.interpolate(logits, tuple(original_size), mode="bilinear", align_corners=False)
 
 

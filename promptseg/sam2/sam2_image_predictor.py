@@ -57,7 +57,7 @@ class SAM2ImagePredictor:
         *,
         decoder: Optional[Decoder] = None,
         encoder: Optional[ImageEncoder] = None,
-        prompt_batch_size: int = 64,
+        prompt_batch_size: Optional[int] = None,
         **kwargs: Any,
     ) -> None:
         """
@@ -71,7 +71,8 @@ class SAM2ImagePredictor:
                 hole / sprinkle settings (``with_cleanup``).
             encoder: what embeds images (a promptseg addition); default a
                 :class:`~promptseg.encoders.Sam2ImageEncoder` of ``sam_model``.
-            prompt_batch_size: prompts decoded together by :meth:`predict_many` (a promptseg addition).
+            prompt_batch_size: prompts decoded together by :meth:`predict_many` (a promptseg addition;
+                None: as ``SamPredictor``, 64 on a GPU and 1 on the CPU).
             **kwargs: accepted and ignored, as officially.
         """
         if not isinstance(sam_model, SAM2Base):

@@ -69,16 +69,40 @@ def test_image_table_key_sees_new_features_and_weight_updates(tiny_float64):
     assert fused.image_table_key(model, features.clone()) != fused.image_table_key(model, features)
 
 
-def test_fused_path_is_not_taken_on_cpu_or_fp32(tiny_pair, images, monkeypatch):
+def test_cpu_float32_takes_the_hoisting_decoder_with_the_module_results(tiny_pair, images):
+    """On the CPU in float32 the automatic choice is the fused decoder (its hoisting pays there
+    without kernels; ``cpu_hoisting_applies``), and a click, a box, several points and a mask input
+    give the module decoder's results to float32 rounding."""
     model = tiny_pair[1]
     predictor = promptseg.SamPredictor(model)
     predictor.set_image(images["dog.jpg"])
-    assert isinstance(predictor.decoder.choose(predictor.features, 1), ModuleDecoder)
-    calls = []
-    monkeypatch.setattr(fused, "decode_masks", lambda *args, **kwargs: calls.append(args))
-    predictor.predict(point_coords=np.array([[100.0, 100.0]]), point_labels=np.array([1]))
-    predictor.predict_many([{"box": np.array([10.0, 10.0, 200.0, 100.0])}])
-    assert not calls
+    assert fused.cpu_hoisting_applies(model, predictor.features)
+    assert isinstance(predictor.decoder.choose(predictor.features, 1), FusedDecoder)
+    reference = promptseg.SamPredictor(model, decoder=ModuleDecoder(model))
+    reference.set_image(images["dog.jpg"])
+    side = 4 * predictor.features.shape[-1]  # the low-res mask side
+    low_res = np.random.default_rng(0).normal(size=(1, side, side)).astype(np.float32)
+    prompts = [
+        {"point_coords": np.array([[100.0, 100.0]]), "point_labels": np.array([1])},
+        {"box": np.array([10.0, 10.0, 200.0, 100.0])},
+        {"point_coords": np.array([[50.0, 60.0], [120.0, 30.0]]), "point_labels": np.array([1, 0]), "mask_input": low_res},
+    ]
+    got, expected = predictor.predict_many(prompts, return_logits=True), reference.predict_many(prompts, return_logits=True)
+    for ours, theirs in zip(got, expected):
+        assert relative_error(torch.from_numpy(ours), torch.from_numpy(theirs)) < 1e-5
+    click = predictor.predict(**prompts[0])
+    assert relative_error(torch.from_numpy(click[2]), torch.from_numpy(reference.predict(**prompts[0])[2])) < 1e-5
+
+
+def test_cpu_hoisting_is_not_taken_in_float64_or_on_the_reference_backend(tiny_pair, tiny_float64):
+    from promptseg.ops import set_backend
+
+    features = torch.zeros(1, 64, 16, 16)
+    assert not fused.cpu_hoisting_applies(tiny_float64, features.double())
+    model = copy.deepcopy(tiny_pair[1])
+    set_backend(model, "reference")
+    assert not fused.cpu_hoisting_applies(model, features)
+    assert isinstance(AutoDecoder(model).choose(features, 1), ModuleDecoder)
 
 
 @needs_extension

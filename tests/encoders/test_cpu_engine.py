@@ -57,8 +57,13 @@ def test_onnxruntime_engine_gives_the_torch_models_results(cached, photo):
 
 def test_the_automatic_choice_and_its_override(cached, monkeypatch, tmp_path):
     model = build_bundled_sam(device="cpu")
+    choice = choose_engine(model)  # its export is cached, but torch measured faster
+    assert choice.engine == "torch" and "fastest exact CPU engine measured" in choice.reason
+    assert isinstance(promptseg.SamPredictor(model).encoder, ModuleImageEncoder)
+    monkeypatch.setenv("PROMPTSEG_CPU_ENGINE", "onnxruntime")
     choice = choose_engine(model)
-    assert choice.engine == "onnxruntime" and "exact" in choice.reason and choice.entry is not None
+    assert choice.engine == "onnxruntime" and choice.entry is not None
+    assert isinstance(promptseg.SamPredictor(model).encoder, OnnxRuntimeImageEncoder)
     monkeypatch.setenv("PROMPTSEG_CPU_ENGINE", "torch")
     assert choose_engine(model).engine == "torch" and isinstance(promptseg.SamPredictor(model).encoder, ModuleImageEncoder)
     monkeypatch.setenv("PROMPTSEG_CPU_ENGINE", "onnxruntime-int8")
@@ -69,7 +74,7 @@ def test_the_automatic_choice_and_its_override(cached, monkeypatch, tmp_path):
     monkeypatch.delenv("PROMPTSEG_CPU_ENGINE")
     monkeypatch.setenv("PROMPTSEG_CACHE_DIR", str(tmp_path))  # nothing cached: torch, and why
     choice = choose_engine(model)
-    assert choice.engine == "torch" and "no ONNX Runtime export" in choice.reason
+    assert choice.engine == "torch" and "fastest exact CPU engine measured" in choice.reason
     assert choose_engine(build_bundled_sam(device="cpu", dtype=torch.bfloat16)).engine == "torch"
     # A model not built by build_sam keeps its module, with no choice made.
     predictor = promptseg.SamPredictor(promptseg.build.construct_sam(promptseg.configs.VIT_TINY))

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from promptseg.ops import mask_areas, mask_boxes_xyxy, mask_postprocess, mask_postprocess_reference
+from promptseg.ops import mask_areas, mask_boxes_xyxy, mask_postprocess, mask_postprocess_reference, upscale_mask_logits
 from tests._support import poison_allocator
 from tests.ops._support import needs_extension
 
@@ -113,3 +114,15 @@ def test_mask_postprocess_input_checks_and_opcheck():
     op = torch.ops.promptseg.mask_postprocess.default
     torch.library.opcheck(op, (low_res, [200, 256], [300, 400], 256, 0.0, False, True))
     torch.library.opcheck(op, (low_res, [256, 131], [1000, 512], 256, 0.5, True, False))
+
+
+def test_upscale_of_strided_logits_is_bit_identical_to_pytorchs():
+    """``upscale_mask_logits`` makes its strided inputs contiguous (PyTorch's CPU kernel copies a
+    strided input's output twice): the values stay the two interpolations', bit for bit."""
+    generator = torch.Generator().manual_seed(0)
+    for input_size, original_size in [((683, 1024), (601, 901)), ((1024, 517), (333, 167)), ((1, 1024), (2, 17))]:
+        low_res = torch.randn(2, 4, 256, 256, generator=generator)[:, 1:]  # the 3 multimask outputs: strided
+        frame = F.interpolate(low_res, (1024, 1024), mode="bilinear", align_corners=False)
+        crop = frame[..., : input_size[0], : input_size[1]]
+        expected = F.interpolate(crop, original_size, mode="bilinear", align_corners=False)
+        assert torch.equal(upscale_mask_logits(low_res, input_size, original_size, 1024), expected)
