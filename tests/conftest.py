@@ -14,6 +14,7 @@ import os
 import pytest
 import torch
 
+from tests._encoder_memo import EncoderMemo
 from tests._support import IMAGE_NAMES, TINY, load_image, model_pair
 
 # Top-level names of the optional packages (test extras, benchmark competitors, TensorRT).
@@ -70,6 +71,14 @@ def vit_b_pair():
     from promptseg.configs import VIT_B
 
     return model_pair(VIT_B, seed=2)
+
+
+@pytest.fixture(scope="session")
+def vit_b_encoder_memo() -> EncoderMemo:
+    """Encoder forwards of the vit_b pair, remembered for the session: a test that sets a photo the
+    session has already encoded with the same weights reuses that output inside
+    ``vit_b_encoder_memo.active(...)`` (tests/_encoder_memo.py)."""
+    return EncoderMemo()
 
 
 @pytest.fixture(autouse=True)

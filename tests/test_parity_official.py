@@ -17,17 +17,19 @@ segment_anything = pytest.importorskip("segment_anything", reason=OFFICIAL_MISSI
 
 
 @pytest.fixture(scope="module")
-def embedded(vit_b_pair, images):
-    """(official, promptseg) predictors holding one image, cached per (image, format)."""
+def embedded(vit_b_pair, images, vit_b_encoder_memo):
+    """(official, promptseg) predictors holding one image, cached per (image, format). A BGR copy
+    reaches each encoder as the identical input of its RGB photo, whose forward the memo reuses."""
     official_model, our_model = vit_b_pair
 
     @lru_cache(maxsize=None)
     def predictors(name: str, image_format: str):
         image = images[name] if image_format == "RGB" else np.ascontiguousarray(images[name][..., ::-1])
         official = segment_anything.SamPredictor(official_model)
-        official.set_image(image, image_format)
         ours = promptseg.SamPredictor(our_model)
-        ours.set_image(image, image_format)
+        with vit_b_encoder_memo.active(official_model, our_model):
+            official.set_image(image, image_format)
+            ours.set_image(image, image_format)
         return official, ours
 
     return predictors
