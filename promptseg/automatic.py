@@ -5,8 +5,8 @@ arguments, defaults and records, computed by a device-resident pipeline:
 
 1. Each crop of the image (the whole image, plus overlapping tiles when
    ``crop_n_layers > 0``) is encoded, crops batched through the encoder.
-2. Its grid points are decoded ``points_per_batch`` at a time (on the CPU one at a time:
-   :func:`points_per_decode`); each batch's
+2. Its grid points are decoded ``points_per_batch`` at a time (on the CPU fewer, by the image
+   size: :func:`points_per_decode`); each batch's
    masks are scored (predicted IoU, stability), boxed and filtered on the
    device, and only the low-resolution logits of the survivors are kept.
 3. Duplicates are removed by box NMS within each crop, then between crops.
@@ -48,7 +48,7 @@ from promptseg.decoders import Decoder
 from promptseg.prompts.validate import check_image
 from promptseg.modeling import Sam
 from promptseg.masks import mask_areas, mask_boxes_xyxy
-from promptseg.predictor import SamPredictor
+from promptseg.predictor import SamPredictor, cpu_prompt_batch
 from promptseg.prompts.tokens import SAM2_RULE
 from promptseg.settings import OFFICIAL, OUTPUT_MODES, SETTING_NAMES, GeneratorSettings, check_int
 
@@ -380,7 +380,7 @@ def _rebuild_masks(
     positions, areas, cleaned_boxes, changed = [], [], [], []
     for index, crop in enumerate(crops):
         in_crop = np.flatnonzero(crop_index == index)
-        step = points_per_decode(settings, candidates.boxes.device)
+        step = points_per_decode(settings, candidates.boxes.device, image_size[0] * image_size[1])
         for first in range(0, len(in_crop), step):
             chunk = in_crop[first : first + step]
             low_res = candidates.low_res_logits[torch.as_tensor(chunk, device=candidates.boxes.device)]
@@ -453,17 +453,15 @@ def _encode(masks: torch.Tensor, output_mode: str) -> list[Any]:
 
 
 # ------------------------------------------------- the grid step, shared with the edge detector
-CPU_POINTS_PER_DECODE = 1
-"""Points decoded, and candidates' masks rebuilt, together on the CPU. Measured with the bundled model
-on truck.jpg (16x16 grid, every candidate kept, one thread, a loaded machine): 20-37 s with 1 point at a
-time against 43-48 s with 64 (each point's three masks are measured at full size; 64 points' masks,
-1.2 GB of float32 at 2 megapixels, leave the cache; ``benchmarks/NOTES.md``, CPU)."""
-
-
-def points_per_decode(settings: GeneratorSettings, device: torch.device) -> int:
-    """Grid points decoded together: ``settings.points_per_batch``, at most :data:`CPU_POINTS_PER_DECODE`
-    on the CPU. The records do not depend on it beyond float32 rounding of the batched arithmetic."""
-    return min(settings.points_per_batch, CPU_POINTS_PER_DECODE) if device.type == "cpu" else settings.points_per_batch
+def points_per_decode(settings: GeneratorSettings, device: torch.device, mask_pixels: int) -> int:
+    """Grid points decoded (and candidates' masks rebuilt) together: ``settings.points_per_batch``; on
+    the CPU at most as many as keep their three full-size masks of ``mask_pixels`` pixels within a few
+    megabytes (:func:`promptseg.predictor.cpu_prompt_batch`: one point at a time on a 2-megapixel
+    photo, where 64 took 1.2-2.4x as long). The records do not depend on it beyond float32 rounding of
+    the batched arithmetic."""
+    if device.type != "cpu":
+        return settings.points_per_batch
+    return cpu_prompt_batch(mask_pixels, 3, settings.points_per_batch)
 
 
 def grid_candidates(
@@ -501,7 +499,7 @@ def grid_candidates(
     image_size = crop.size if image_size is None else image_size
     decoder = predictor.decoder if decoder is None else decoder
     model_points = torch.as_tensor(predictor.transform.apply_coords(crop.points, crop.size), device=predictor.device)
-    batch = points_per_decode(settings, model_points.device)
+    batch = points_per_decode(settings, model_points.device, crop.size[0] * crop.size[1])
     parts = [
         _decode_batch(predictor, decoder, slot, crop, crop_index, model_points[first : first + batch], first,
                       image_size, settings, tally, decoding)

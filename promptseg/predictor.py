@@ -49,11 +49,19 @@ Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 GPU_PROMPT_BATCH_SIZE = 64
 """Prompts decoded together by the batched calls on a GPU (``SamPredictor(prompt_batch_size=None)``)."""
-CPU_PROMPT_BATCH_SIZE = 1
-"""The same on the CPU: measured per prompt on 32 clicks on truck.jpg (vit_b and the bundled model,
-one thread), batches of 1 were fastest and batches of 8 or more 1.4-1.6x slower (their full-size masks,
-3 x 2.2 megapixels of float32 each, leave the cache; ``benchmarks/NOTES.md``, CPU)."""
+CPU_BATCH_BYTES = 8 << 20
+"""On the CPU, prompts are decoded together while their full-size float32 masks fit in this many bytes
+(:func:`cpu_prompt_batch`). Measured: on truck.jpg (2.2 megapixels, 26 MB of masks per prompt) one prompt
+at a time was fastest, and batches of 8 or more 1.4-1.6x slower (one thread, vit_b and the bundled
+model); on the bundled model's 256-pixel scenes (0.8 MB per prompt) one at a time lost to batches of 64
+with two threads (predict_many 0.79x official against 0.72x; ``benchmarks/NOTES.md``, CPU)."""
 
+
+def cpu_prompt_batch(mask_pixels: int, masks_per_prompt: int = 3, limit: Optional[int] = None) -> int:
+    """Prompts decoded together on the CPU: as many as have ``masks_per_prompt`` float32 masks of
+    ``mask_pixels`` pixels within :data:`CPU_BATCH_BYTES`, at least 1 and at most ``limit``."""
+    count = max(1, CPU_BATCH_BYTES // max(1, 4 * masks_per_prompt * mask_pixels))
+    return count if limit is None else max(1, min(count, limit))
 
 class SamPredictor:
     """Predict masks from prompts on images whose embeddings are computed once."""
@@ -71,8 +79,8 @@ class SamPredictor:
             sam_model: the model, on the device and in the dtype to run with.
             prompt_batch_size: prompts decoded together by the batched calls;
                 bounds the decoder's memory (a promptseg addition). None: 64 on a GPU, and on the
-                CPU :data:`CPU_PROMPT_BATCH_SIZE`, where one prompt at a time keeps each decode's and
-                each post-processing's tensors in cache (``benchmarks/NOTES.md``, CPU).
+                CPU as many as keep their full-size masks within a few megabytes
+                (:func:`cpu_prompt_batch`; one at a time for a photo of a megapixel or more).
             decoder: what decodes prompts (a promptseg addition); default an
                 :class:`~promptseg.decoders.AutoDecoder` of ``sam_model``, or where the default
                 encoder is the ONNX Runtime engine (and no ``text``), an
@@ -87,9 +95,11 @@ class SamPredictor:
         ``sam_model`` may also be a SAM 2 model (``promptseg.sam2``): its encoder and decoder then take
         SAM 2's frame, token rule and post-processing, and the results are SAM 2's.
         """
-        if prompt_batch_size is None:
-            prompt_batch_size = CPU_PROMPT_BATCH_SIZE if sam_model.device.type == "cpu" else GPU_PROMPT_BATCH_SIZE
-        if isinstance(prompt_batch_size, bool) or not isinstance(prompt_batch_size, int) or prompt_batch_size < 1:
+        if prompt_batch_size is None and sam_model.device.type != "cpu":
+            prompt_batch_size = GPU_PROMPT_BATCH_SIZE
+        if prompt_batch_size is not None and (
+            isinstance(prompt_batch_size, bool) or not isinstance(prompt_batch_size, int) or prompt_batch_size < 1
+        ):
             raise ValueError(f"prompt_batch_size must be an int >= 1 or None, got {prompt_batch_size!r}")
         if decoder is not None and not isinstance(decoder, Decoder):
             raise TypeError(f"decoder must be a promptseg.decoders.Decoder, got {type(decoder).__name__}")
@@ -329,8 +339,11 @@ class SamPredictor:
         scores: list[list[torch.Tensor]] = [[] for _ in self.original_sizes]
         logits: list[list[torch.Tensor]] = [[] for _ in self.original_sizes]
         texts = self._text_tokens([prompt.text for _, prompt in flat])
-        for start in range(0, len(flat), self.prompt_batch_size):
-            chunk = flat[start : start + self.prompt_batch_size]
+        step = self.prompt_batch_size
+        if step is None:  # the CPU's default: by the largest image's masks
+            step = cpu_prompt_batch(max((height * width for height, width in self.original_sizes), default=1))
+        for start in range(0, len(flat), step):
+            chunk = flat[start : start + step]
             chunk_images = [index for index, _ in chunk]
             batch = pack_prompts(
                 [prompt for _, prompt in chunk],

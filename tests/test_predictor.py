@@ -102,11 +102,14 @@ def test_set_images_with_one_image_behaves_like_set_image(tiny_pair, images):
 
 
 def test_prompt_batch_size_defaults_by_device_and_rejects_nonsense(tiny_pair):
-    """None takes the device's default (the CPU decodes one prompt at a time, the fastest measured
-    there); anything but an int >= 1 is refused with what came."""
-    from promptseg.predictor import CPU_PROMPT_BATCH_SIZE
+    """None takes the device's default (on the CPU, as many prompts as keep their full-size masks within
+    a few megabytes: one at a time on a 2-megapixel photo); anything but an int >= 1 is refused with what
+    came."""
+    from promptseg.predictor import CPU_BATCH_BYTES, cpu_prompt_batch
 
-    assert promptseg.SamPredictor(tiny_pair[1]).prompt_batch_size == CPU_PROMPT_BATCH_SIZE == 1
+    assert promptseg.SamPredictor(tiny_pair[1]).prompt_batch_size is None
+    assert cpu_prompt_batch(1800 * 1200) == 1 and cpu_prompt_batch(256 * 256) == CPU_BATCH_BYTES // (12 * 256 * 256) == 10
+    assert cpu_prompt_batch(16 * 16, limit=64) == 64 and cpu_prompt_batch(0) >= 1
     assert promptseg.SamPredictor(tiny_pair[1], prompt_batch_size=16).prompt_batch_size == 16
     for bad in (0, -3, 2.5, True, "8"):
         with pytest.raises(ValueError, match=f"prompt_batch_size must be an int >= 1 or None, got {bad!r}"):

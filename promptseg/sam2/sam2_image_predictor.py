@@ -72,7 +72,7 @@ class SAM2ImagePredictor:
             encoder: what embeds images (a promptseg addition); default a
                 :class:`~promptseg.encoders.Sam2ImageEncoder` of ``sam_model``.
             prompt_batch_size: prompts decoded together by :meth:`predict_many` (a promptseg addition;
-                None: as ``SamPredictor``, 64 on a GPU and 1 on the CPU).
+                None: as ``SamPredictor``, 64 on a GPU and by the image size on the CPU).
             **kwargs: accepted and ignored, as officially.
         """
         if not isinstance(sam_model, SAM2Base):
