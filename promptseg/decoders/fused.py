@@ -128,14 +128,38 @@ def image_table(model: Sam, features: torch.Tensor) -> ImageTable:
     return table_rows(model, features, dense)
 
 
-def image_table_key(model: Sam, features: torch.Tensor) -> tuple:
+def image_table_key(model: Sam, features: torch.Tensor) -> Optional[tuple]:
     """Identity and version counter of every tensor :func:`image_table` reads: a cached table is
-    stale once this changes (new features, weights replaced or updated in place)."""
+    stale once this changes (new features, weights replaced or updated in place). None when one of
+    them is an inference tensor (made under ``torch.inference_mode``), which has no version counter:
+    such a table cannot be checked, so it is not cached."""
     encoder = model.prompt_encoder
-    tensors = chain(
-        [features], encoder.parameters(), encoder.buffers(), model.mask_decoder.transformer.image_side_tensors()
+    tensors = list(
+        chain([features], encoder.parameters(), encoder.buffers(), model.mask_decoder.transformer.image_side_tensors())
     )
+    if any(tensor.is_inference() for tensor in tensors):
+        return None
     return tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
+
+
+class ImageTableCache:
+    """The :class:`ImageTable` of the last features a decoder saw, rebuilt when the features or the
+    weights it reads change (:func:`image_table_key`); never kept when that key is None."""
+
+    def __init__(self, model: Sam) -> None:
+        self.model = model
+        self._cached: Optional[tuple[tuple, ImageTable]] = None
+
+    def get(self, features: torch.Tensor) -> ImageTable:
+        """The table of (B, C, H, W) ``features``, from the cache when still valid."""
+        key = image_table_key(self.model, features)
+        if key is not None and self._cached is not None and self._cached[0] == key:
+            return self._cached[1]
+        self._cached = None  # free the old table before building the new one
+        table = image_table(self.model, features)
+        if key is not None:
+            self._cached = (key, table)
+        return table
 
 
 def table_rows(model: Sam, features: torch.Tensor, dense: torch.Tensor) -> ImageTable:
@@ -267,20 +291,17 @@ class FusedDecoder(ModelDecoder):
     """Decodes through :func:`decode_masks`, with the image table of the last features cached.
 
     The table holds every row of the features it was built from (about 2.5 times their memory),
-    and is rebuilt when the features or the weights it reads change (:func:`image_table_key`).
+    and is rebuilt when the features or the weights it reads change (:class:`ImageTableCache`; under
+    ``torch.inference_mode`` it is built for each call).
     """
 
     def __init__(self, model: Sam) -> None:
         self.model = model
-        self._cached: Optional[tuple[tuple, ImageTable]] = None
+        self._tables = ImageTableCache(model)
 
     def table(self, features: torch.Tensor) -> ImageTable:
         """The :class:`ImageTable` of (B, C, H, W) ``features``, from the cache when still valid."""
-        key = image_table_key(self.model, features)
-        if self._cached is None or self._cached[0] != key:
-            self._cached = None  # free the old table before building the new one
-            self._cached = (key, image_table(self.model, features))
-        return self._cached[1]
+        return self._tables.get(features)
 
     @torch.no_grad()
     def decode(

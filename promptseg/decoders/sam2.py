@@ -30,11 +30,10 @@ from torch.nn import functional as F
 from promptseg.decoders.base import DecodeResult, ModelDecoder, device_longs
 from promptseg.decoders.fused import (
     ImageTable,
+    ImageTableCache,
     cpu_hoisting_applies,
     fused_path_available,
     gather_prompts,
-    image_table,
-    image_table_key,
 )
 from promptseg.masks import mask_boxes_xyxy, stability_score
 from promptseg.prompts.batch import PromptBatch
@@ -201,15 +200,11 @@ class Sam2FusedDecoder(Sam2Decoder):
 
     def __init__(self, model: SAM2Base, cleanup: Optional[LowResCleanup] = None) -> None:
         super().__init__(model, cleanup)
-        self._cached: Optional[tuple[tuple, ImageTable]] = None
+        self._tables = ImageTableCache(model)
 
     def table(self, embedding: torch.Tensor) -> ImageTable:
         """The image table of (B, C, H, W) embeddings, from the cache when still valid."""
-        key = image_table_key(self.model, embedding)
-        if self._cached is None or self._cached[0] != key:
-            self._cached = None
-            self._cached = (key, image_table(self.model, embedding))
-        return self._cached[1]
+        return self._tables.get(embedding)
 
     @torch.no_grad()
     def decode_all(

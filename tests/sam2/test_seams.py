@@ -84,3 +84,18 @@ def test_predict_many_batch_over_images(sam2_small, images):
             np.testing.assert_allclose(low_res[index], expected[2][image], rtol=0, atol=1e-4 * np.abs(low_res).max())
     with pytest.raises(ValueError, match="one sequence of prompts per image"):
         predictor.predict_many_batch(prompts[:1])
+
+
+def test_predict_under_inference_mode_as_the_official_readme_does(sam2_small, images):
+    """The official README wraps set_image and predict in ``torch.inference_mode()``: the CPU's fused
+    decoder then builds its image table per call (inference tensors have no version counter to check
+    a cache against) and gives the results of ``no_grad``."""
+    predictor = SAM2ImagePredictor(sam2_small)
+    point = {"point_coords": np.array([[120.0, 90.0]]), "point_labels": np.array([1])}
+    predictor.set_image(images["dog.jpg"])
+    expected = predictor.predict(**point)
+    with torch.inference_mode():
+        predictor.set_image(images["dog.jpg"])
+        got = predictor.predict(**point)
+    for ours, theirs in zip(got, expected):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
