@@ -8,7 +8,8 @@
 # tests/gpu/session.sh:
 #   .whl/                                 CPython 3.12 manylinux wheels of the packages the GPU tests and
 #                                         benchmarks import that the GPU machine does not have (the
-#                                         official model, pycocotools, the annotation server's FastAPI stack)
+#                                         official model, pycocotools, the annotation server's FastAPI stack,
+#                                         the official sam2 with hydra: built here from source, see BUILT_WHEELS)
 #   benchmarks/vendor/segment-anything-fast   pytorch-labs/segment-anything-fast (its package, licence and
 #                                         README at one commit) for the side-by-side benchmarks
 #   gpu_carry/commit.txt                  this checkout's commit, with -dirty when a tracked file (outside
@@ -46,12 +47,23 @@ WHEELS=(
   "h11==0.16.0"
   "anyio==4.16.0"
   "typing-extensions==4.16.0"
+  # The official SAM 2 for the `sam2` step (benchmarks/sam2_gpu.py): hydra's two wheels here, the rest below.
+  "hydra-core==1.3.8"
+  "omegaconf==2.3.1"
 )
+# Published as source only: built here into pure-Python wheels (pip wheel, no build isolation; sam2's
+# setup.py imports torch, so BUILD_PYTHON, default PYTHON, needs torch; SAM2_BUILD_CUDA=0, no extension).
+BUILT_WHEELS=(
+  "sam2==1.1.0"                      # the official SAM 2 (PyPI's republication of facebookresearch/sam2)
+  "iopath==0.1.10"                   # sam2's
+  "antlr4-python3-runtime==4.9.3"    # hydra-core's and omegaconf's (this exact version)
+)
+BUILD_PYTHON="${BUILD_PYTHON:-${PYTHON:-python3}}"
 # Needs of those wheels that the GPU machine already has (checked against each wheel's metadata; see
 # the device README's package list). click (uvicorn: >=7.0), idna (anyio: >=2.8) and annotated-doc
 # (fastapi: >=0.0.2) take any version it could have.
 DEVICE_HAS=(numpy matplotlib torch torchvision pillow opencv-python-headless onnx onnxruntime safetensors
-  tqdm pytest triton scipy scikit-image click idna annotated-doc)
+  tqdm pytest triton scipy scikit-image click idna annotated-doc pyyaml portalocker packaging)
 # Not carried: tensorrt (its wheels are over 1 GiB, far beyond the 64 MiB a call carries); the
 # TensorRT tests skip without it.
 PLATFORMS=(manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64)
@@ -86,7 +98,7 @@ mkdir -p "$WHEEL_DIR"
 platform_args=()
 for platform in "${PLATFORMS[@]}"; do platform_args+=(--platform "$platform"); done
 normalise() { echo "$1" | tr '[:upper:]' '[:lower:]' | sed 's/[-.]/_/g'; }   # a name as wheel files spell it
-for requirement in "${WHEELS[@]}"; do
+for requirement in "${WHEELS[@]}" "${BUILT_WHEELS[@]}"; do
   name="${requirement%%==*}" version="${requirement#*==}"
   file_name="$(normalise "$name")"
   for old in "$WHEEL_DIR/$file_name"-*.whl; do   # other versions of this package
@@ -96,6 +108,17 @@ for requirement in "${WHEELS[@]}"; do
     echo "have $requirement"
     continue
   fi
+  if [[ " ${BUILT_WHEELS[*]} " == *" $requirement "* ]]; then
+    if ! "$BUILD_PYTHON" -c 'import torch, setuptools' 2>/dev/null; then
+      echo "prepare.sh: $requirement is built from source with BUILD_PYTHON=$BUILD_PYTHON, which lacks torch or setuptools;" \
+        "set BUILD_PYTHON to a Python that has both (the sam2 step needs it; the others do not)" >&2
+      exit 1
+    fi
+    echo "building $requirement (pure Python)"
+    SAM2_BUILD_CUDA=0 "$BUILD_PYTHON" -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+      -w "$WHEEL_DIR" "$requirement"
+    continue
+  fi
   echo "downloading $requirement"
   "$PYTHON" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
     --python-version 3.12 --implementation cp "${platform_args[@]}" -d "$WHEEL_DIR" "$requirement"
@@ -103,7 +126,7 @@ done
 
 # Every non-extra requirement of every wheel must be on the GPU machine or among the wheels.
 have=" ${DEVICE_HAS[*]} "
-for requirement in "${WHEELS[@]}"; do have+="$(normalise "${requirement%%==*}") "; done
+for requirement in "${WHEELS[@]}" "${BUILT_WHEELS[@]}"; do have+="$(normalise "${requirement%%==*}") "; done
 have="$(normalise "$have")"
 missing=()
 for wheel in "$WHEEL_DIR"/*.whl; do
@@ -112,6 +135,7 @@ for wheel in "$WHEEL_DIR"/*.whl; do
     [[ "$have" == *" $(normalise "$dependency") "* ]] || missing+=("$dependency (needed by $(basename "$wheel"))")
   done < <(unzip -p "$wheel" '*.dist-info/METADATA' | grep '^Requires-Dist:' | grep -v 'extra *==' |
            grep -vE "python_version *< *['\"]3\.([0-9]|1[0-2])['\"]" |   # only below Python 3.12 (the machine's)
+           grep -vE "python_version *== *['\"]3\.([0-9]|1[01])['\"]" |   # only on one older Python (omegaconf's dataclasses)
            sed -E 's/^Requires-Dist: *([A-Za-z0-9_.-]+).*/\1/')
 done
 if [[ ${#missing[@]} -gt 0 ]]; then
@@ -121,7 +145,7 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 for wheel in "$WHEEL_DIR"/*.whl; do
   known=0
-  for requirement in "${WHEELS[@]}"; do
+  for requirement in "${WHEELS[@]}" "${BUILT_WHEELS[@]}"; do
     [[ "$(basename "$wheel")" == "$(normalise "${requirement%%==*}")-"* ]] && known=1
   done
   [[ $known == 1 ]] || echo "note: $wheel is not one of this script's wheels; it is carried and installed too"

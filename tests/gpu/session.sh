@@ -27,6 +27,12 @@
 #                                   batch (default vit_b 1)          -> encoder_<gpu>_samfast_<model>_b<batch>.json
 #   bench-amg [MODEL ["CROPS"]]     amg.py, all four implementations (default vit_b "0 1")
 #                                                                    -> amg_<gpu>_<model>_crop<crops>.json
+#   sam2      benchmarks/sam2_gpu.py: SAM 2.1 hiera_l, official sam2 against promptseg.sam2, fp32 and bf16
+#             autocast: set_image, a click, AMG 32x32 (issue 26; the official sam2 comes from .whl/)
+#                                                                    -> sam2_<gpu>.json
+#             Not in `all` (nor `rest`): `all` can already fill the 8 returned files (9 candidates after a
+#             fresh build), so its result would land in the log. Run it as its own call, or after a
+#             rerun with a carried build: `bash tests/gpu/session.sh sam2` (CAP_SAM2_S, default 150 s).
 #
 # Output ($OUT, the device tool's return folder, else gpu_out/), at most 8 files, rewritten after every
 # check so that a killed command still returns them: gpu_checks_<gpu>.json (the record to commit to
@@ -58,7 +64,7 @@ expand() {   # expand NAME: add the steps of a group or step NAME
     sanitize) add_step memcheck racecheck ;;
     rest) add_step annotate-bundled encoder-attention synccheck initcheck ;;
     bench-annotate) add_step annotate annotate-bundled ;;
-    build|tests|encoder|decoder|amg|annotate|memcheck|racecheck|annotate-bundled|encoder-attention|synccheck|initcheck|bench-samfast|bench-amg)
+    build|tests|encoder|decoder|amg|annotate|memcheck|racecheck|annotate-bundled|encoder-attention|synccheck|initcheck|bench-samfast|bench-amg|sam2)
       add_step "$1" ;;
     *) return 1 ;;
   esac
@@ -99,7 +105,7 @@ export PROMPTSEG_KERNELS="${PROMPTSEG_KERNELS:-1}"
 # Caps per step (seconds), each overridden by CAP_<STEP>_S; the budget cuts the later ones short.
 declare -A cap_default=([wheels]=60 [build]=300 [info]=60 [tests]=240 [encoder]=150 [decoder]=90 [amg]=120
   [annotate]=150 [memcheck]=120 [racecheck]=120 [annotate-bundled]=90 [encoder-attention]=120 [synccheck]=90
-  [initcheck]=90 [bench-samfast]=540 [bench-amg]=540)
+  [initcheck]=90 [bench-samfast]=540 [bench-amg]=540 [sam2]=150)
 CAP_TEST_S="${CAP_TEST_S:-90}"   # one test (pytest-timeout), so that a hang cannot take the whole step
 cap_of() {
   local variable="CAP_${1//-/_}_S"
@@ -325,19 +331,22 @@ need_sam_fast() {
   return 1
 }
 
-# need_annotate_packages NAME: the annotation server's packages (the `annotate` extra: fastapi, uvicorn,
-# pycocotools) import, from the carried wheels; else NAME is recorded with the reason: skipped when the
-# wheels were not carried (or not installed: not CPython 3.12), failed when they were installed.
-need_annotate_packages() {
+# need_wheels NAME WHAT IMPORTS WHEEL: the carried packages WHAT (the Python statement IMPORTS) import; else
+# NAME is recorded with the reason: skipped when the wheels were not carried (or not installed: not
+# CPython 3.12), failed when they were installed (.whl/WHEEL-*.whl is there).
+need_wheels() {
   local error status=skipped note
-  error="$("$PYTHON" -c 'import fastapi, uvicorn, pycocotools' 2>&1 | tail -n 1)" && return 0
-  note="the annotation server's packages do not import (${error:-?}): run tests/gpu/prepare.sh and carry .whl"
-  if [[ $python_version == 3.12 ]] && compgen -G ".whl/fastapi-*.whl" >/dev/null; then
-    status=failed note="the annotation server's packages do not import from the installed wheels: ${error:-?}"
+  error="$("$PYTHON" -c "$3" 2>&1 | tail -n 1)" && return 0
+  note="$2 do not import (${error:-?}): run tests/gpu/prepare.sh and carry .whl"
+  if [[ $python_version == 3.12 ]] && compgen -G ".whl/$4-*.whl" >/dev/null; then
+    status=failed note="$2 do not import from the installed wheels: ${error:-?}"
   fi
   record "$1" benchmark "$status" "" 0 "" "$note"
   return 1
 }
+# the annotation server's packages (the `annotate` extra); the official SAM 2 with hydra (issue 26)
+need_annotate_packages() { need_wheels "$1" "the annotation server's packages" 'import fastapi, uvicorn, pycocotools' fastapi; }
+need_official_sam2() { need_wheels "$1" "the official sam2 and hydra" 'import sam2.build_sam, hydra' sam2; }
 
 # segment-anything-fast compiles its image encoder with max-autotune: many Triton GEMM candidates,
 # compiled in parallel; keep the search to the default space and one model (and shape) per command.
@@ -374,6 +383,9 @@ run_step() {
     encoder-attention)   # our kernel against SDPA with a materialised bias and FlexAttention
       bench encoder-attention "encoder_attention_$gpu" "$PYTHON" benchmarks/encoder_attention.py --models vit_b vit_h \
         --batches 1 8 --name "encoder_attention_$gpu" ;;
+    sam2)   # issue 26: SAM 2.1-L side by side with the official sam2 (random weights, every AMG candidate kept)
+      needs_gpu sam2 benchmark && need_official_sam2 sam2 && bench sam2 "sam2_$gpu" "$PYTHON" benchmarks/sam2_gpu.py \
+        --models l --name "sam2_$gpu" ;;
     bench-samfast)
       # One model and one batch size per command: each is one max-autotune compile of segment-anything-fast's
       # encoder (a second batch size would recompile, with dynamic shapes).
