@@ -157,7 +157,8 @@ def measure(size: str, image: np.ndarray, args: argparse.Namespace) -> Iterator[
     and the generator's records per implementation (each only where its calls ran).
 
     Both run under ``torch.no_grad()`` (what each predictor applies itself), not ``inference_mode``:
-    promptseg's SAM 2 decoder cache reads tensor version counters, which inference tensors lack."""
+    under ``inference_mode`` promptseg's fused decoder cannot check its image-table cache (inference
+    tensors have no version counter) and builds the table for each call."""
     image_size = IMAGE_SIZES[args.image_size]
     official_model, our_model = (model.to(args.device) for model in model_pair(size, image_size))
     click = (np.array([[image.shape[1] / 2, image.shape[0] / 2]]), np.array([1]))
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
                          "output_mode": "binary_mask (the official default)", **KEEP_ALL,
                          "note": "official defaults except the quality thresholds: random weights keep nothing at 0.8/0.95"},
         "precision": "fp32: no autocast; bf16: torch.autocast(bfloat16) around both, fp32 weights (the official README's way); "
-                     "torch.no_grad (promptseg's SAM 2 decoder fails under inference_mode)",
+                     "torch.no_grad (under inference_mode promptseg's fused decoder builds its image table per call)",
         "timing": f"medians: set_image and predict {args.iters} calls after {1 if args.iters < 3 else 3} warm-up, "
                   f"amg {args.amg_iters or min(args.iters, 3)} after 1; CUDA events on a GPU (benchmarks/harness.py); "
                   "predict = one multimask click at the image centre",
