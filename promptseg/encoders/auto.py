@@ -38,7 +38,7 @@ from promptseg.settings import CPU_ENGINE_ENV, ONNXRUNTIME_ENGINES, check_cpu_en
 
 AUTO_REASON = (
     "the fastest exact CPU engine measured (benchmarks/results/cpu_*.json): ONNX Runtime fp32 embeds "
-    "no faster and decodes a click 3x slower"
+    "no faster and decodes batches of prompts slower"
 )
 """Why ``auto`` runs torch: measured on this project's CPU with ``benchmarks/cpu.py`` (README, CPU table)."""
 
