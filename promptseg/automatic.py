@@ -378,9 +378,9 @@ def _rebuild_masks(
     clean_full_size = settings.min_mask_region_area > 0 and not run.sam2
     segmentations: list[Any] = [None] * len(candidates)
     positions, areas, cleaned_boxes, changed = [], [], [], []
+    step = points_per_decode(settings, candidates.boxes.device, image_size[0] * image_size[1])
     for index, crop in enumerate(crops):
         in_crop = np.flatnonzero(crop_index == index)
-        step = points_per_decode(settings, candidates.boxes.device, image_size[0] * image_size[1])
         for first in range(0, len(in_crop), step):
             chunk = in_crop[first : first + step]
             low_res = candidates.low_res_logits[torch.as_tensor(chunk, device=candidates.boxes.device)]

@@ -63,6 +63,7 @@ def cpu_prompt_batch(mask_pixels: int, masks_per_prompt: int = 3, limit: Optiona
     count = max(1, CPU_BATCH_BYTES // max(1, 4 * masks_per_prompt * mask_pixels))
     return count if limit is None else max(1, min(count, limit))
 
+
 class SamPredictor:
     """Predict masks from prompts on images whose embeddings are computed once."""
 

@@ -61,7 +61,6 @@ def fused_path_available(model: Sam, features: Optional[torch.Tensor], ops: Sequ
     return all(kernel_available(name, features, backend=backend) for name in ops)
 
 
-
 def cpu_hoisting_applies(model: Sam, features: Optional[torch.Tensor]) -> bool:
     """True where the fused decoder pays on the CPU without kernels: float32 CPU image features of a
     float32 CPU model with SAM's two-way transformer, no op of its mask decoder on the ``reference``
@@ -77,6 +76,7 @@ def cpu_hoisting_applies(model: Sam, features: Optional[torch.Tensor]) -> bool:
         return False
     decoder = model.mask_decoder  # (only the decoder's ops: a scan of the whole model costs ~3 ms per click)
     return module_backend(decoder) != "reference" and isinstance(decoder.transformer, TwoWayTransformer)
+
 
 @dataclass
 class ImageTable:

@@ -182,12 +182,12 @@ def sam2_fused_path_available(model: SAM2Base, features: Optional[MultiScaleFeat
     return fused_path_available(model, embedding, SAM2_FUSED_OPS)
 
 
-
 def sam2_cpu_hoisting_applies(model: SAM2Base, features: Optional[MultiScaleFeatures]) -> bool:
     """True where :class:`Sam2FusedDecoder` pays on the CPU without kernels (float32; see
     ``promptseg.decoders.fused.cpu_hoisting_applies``)."""
     embedding = None if features is None else multiscale(features).embedding
     return cpu_hoisting_applies(model, embedding)
+
 
 class Sam2FusedDecoder(Sam2Decoder):
     """SAM 2's decode with the first two-way block's image-side work done once per image.

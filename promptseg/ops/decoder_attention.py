@@ -83,10 +83,7 @@ def gathered_token_attention(
         batch = _gathered_batch(q, k, q_index, kv_index)
         _check_inputs(_batch_view(q, batch), _batch_view(k, batch), _batch_view(v, batch), num_heads, key_padding_mask)
         return kernel(_kernel_rows(q), _kernel_rows(k), _kernel_rows(v), num_heads, key_padding_mask, q_index, kv_index)
-    q = q if q_index is None else q[q_index]
-    if kv_index is not None:
-        k, v = k[kv_index], v[kv_index]
-    return _token_attention_fallback(q, k, v, num_heads, key_padding_mask, backend)
+    return _token_attention_fallback(*_gathered_rows(q, k, v, q_index, kv_index), num_heads, key_padding_mask, backend)
 
 
 def _token_attention_fallback(
@@ -117,10 +114,17 @@ def gathered_token_attention_reference(
 ) -> torch.Tensor:
     """Pure-PyTorch :func:`gathered_token_attention`: gathers the rows, then :func:`token_attention_reference`."""
     _check_indices(q, k, q_index, kv_index)
+    return token_attention_reference(*_gathered_rows(q, k, v, q_index, kv_index), num_heads, key_padding_mask)
+
+
+def _gathered_rows(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_index: Optional[torch.Tensor], kv_index: Optional[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(q, k, v) with the rows of each prompt gathered: (P, Nq, C), (P, Nk, C), (P, Nk, C)."""
     q = q if q_index is None else q[q_index]
     if kv_index is not None:
         k, v = k[kv_index], v[kv_index]
-    return token_attention_reference(q, k, v, num_heads, key_padding_mask)
+    return q, k, v
 
 
 def token_attention_reference(

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 import promptseg
-from promptseg.build import construct_sam
 from promptseg.bundled import BUNDLED_MODEL_TYPE, bundled_checkpoint
 from promptseg.configs import CONFIGS
 from promptseg.data.synthetic import HELD_OUT_SEED, generate_scene
+from tests._support import official_sam
 
 ROUNDS = 5
 
@@ -28,10 +28,11 @@ ROUNDS = 5
 @pytest.fixture(scope="module")
 def predictors():
     """(official, promptseg default) predictors of the bundled weights, and a held-out 256-pixel scene."""
-    segment_anything = pytest.importorskip("segment_anything", reason="the official segment_anything is not installed")
     ours = promptseg.build_sam(bundled_checkpoint())  # engine "auto": the default path
-    official = construct_sam(CONFIGS[BUNDLED_MODEL_TYPE], modeling=segment_anything.modeling)
+    official = official_sam(CONFIGS[BUNDLED_MODEL_TYPE])  # skips without segment_anything
     official.load_state_dict(ours.state_dict())
+    import segment_anything
+
     image = generate_scene((HELD_OUT_SEED, 0), size=256).image
     return segment_anything.SamPredictor(official.eval()), promptseg.SamPredictor(ours), image
 
