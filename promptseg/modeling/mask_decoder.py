@@ -9,10 +9,17 @@ import torch
 from torch import nn
 
 from promptseg.modeling.common import LayerNorm2d
+from promptseg.ops import upscaled_mask_logits
 
 
 class MaskDecoder(nn.Module):
-    """Predicts ambiguity-aware masks and their IoU from prompt and image embeddings."""
+    """Predicts ambiguity-aware masks and their IoU from prompt and image embeddings.
+
+    ``backend`` is handed to the output head's op (``promptseg.ops.upscaled_mask_logits``; see
+    :func:`promptseg.ops.set_backend`).
+    """
+
+    backend: str = "auto"
 
     def __init__(
         self,
@@ -136,19 +143,13 @@ class MaskDecoder(nn.Module):
         Returns:
             (P, num_mask_tokens, 4H, 4W) mask logits and (P, num_mask_tokens) IoU predictions.
         """
-        batch, channels = src.shape[0], src.shape[2]
-        height, width = grid
         iou_token_out = hs[:, 0, :]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 
-        upscaled = self.output_upscaling(src.transpose(1, 2).reshape(batch, channels, height, width))
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
-        batch, up_channels, up_height, up_width = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(batch, up_channels, up_height * up_width)).reshape(
-            batch, -1, up_height, up_width
-        )
+        masks = upscaled_mask_logits(src, grid, self.output_upscaling, hyper_in, backend=self.backend)
         iou_pred = self.iou_prediction_head(iou_token_out)
         return masks, iou_pred
 

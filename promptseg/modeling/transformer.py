@@ -1,13 +1,13 @@
 """The two-way transformer of the mask decoder: prompt tokens and image tokens attend to each other.
 
-Module and parameter names follow the official model. Attention math lives behind
-:func:`promptseg.ops.token_attention`.
+Module and parameter names follow the official model. Attention math, with its projections, lives
+behind :func:`promptseg.ops.projected_attention` (over :func:`promptseg.ops.token_attention`).
 
 The first block also has a gathered form (a promptseg addition, public for the fused decoder):
 what it computes from the image tokens alone (:class:`ImageSide`, from
 :meth:`TwoWayTransformer.image_side`) is computed once per image, and P prompts read those rows
 through an index (:meth:`TwoWayTransformer.forward_gathered`, over
-:func:`promptseg.ops.gathered_token_attention`) instead of P copies of their image.
+:func:`promptseg.ops.gathered_attention_output`) instead of P copies of their image.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from promptseg.modeling.common import LayerNorm, MLPBlock
-from promptseg.ops import gathered_token_attention, token_attention
+from promptseg.ops import Projections, gathered_attention_output, projected_attention
 
 
 class ImageSide(NamedTuple):
@@ -296,10 +296,8 @@ class Attention(nn.Module):
         key_padding_mask: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """(B, Nq, C) queries, (B, Nk, C) keys and values -> (B, Nq, C)."""
-        out = token_attention(
-            self.q_proj(q), self.k_proj(k), self.v_proj(v), self.num_heads, key_padding_mask, backend=self.backend
-        )
-        return self.out_proj(out)
+        projections = Projections(self.q_proj, self.k_proj, self.v_proj, self.out_proj)
+        return projected_attention(q, k, v, projections, self.num_heads, key_padding_mask, backend=self.backend)
 
     def attend_projected(
         self,
@@ -320,7 +318,6 @@ class Attention(nn.Module):
         Returns:
             (P, Nq, C): ``out_proj`` of :func:`promptseg.ops.gathered_token_attention`.
         """
-        out = gathered_token_attention(
-            q, k, v, self.num_heads, key_padding_mask, q_index=q_index, kv_index=kv_index, backend=self.backend
+        return gathered_attention_output(
+            q, k, v, self.out_proj, self.num_heads, key_padding_mask, q_index, kv_index, backend=self.backend
         )
-        return self.out_proj(out)

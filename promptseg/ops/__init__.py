@@ -47,6 +47,9 @@ from promptseg.ops.mask_postprocess import (
 )
 from promptseg.ops.mask_stats import mask_areas, mask_boxes_xyxy
 from promptseg.ops.normalization import layer_norm_fp32
+from promptseg.ops.cpu_folded_attention import Projections
+from promptseg.ops.projected_attention import gathered_attention_output, projected_attention
+from promptseg.ops.output_upscaling import upscaled_mask_logits, upscaled_mask_logits_reference
 from promptseg.ops.rel_pos import rel_pos_logits, rel_pos_table
 from promptseg.ops.windows import partition_windows, unpartition_windows
 
@@ -62,6 +65,7 @@ __all__ = [
     "check_backend",
     "extension_build_stamp",
     "extension_loaded",
+    "gathered_attention_output",
     "gathered_token_attention",
     "gathered_token_attention_reference",
     "kernel_available",
@@ -76,6 +80,8 @@ __all__ = [
     "mask_postprocess_reference",
     "module_backend",
     "partition_windows",
+    "Projections",
+    "projected_attention",
     "PostprocessedMasks",
     "record_verifies",
     "rel_pos_logits",
@@ -85,6 +91,8 @@ __all__ = [
     "token_attention",
     "token_attention_reference",
     "unpartition_windows",
+    "upscaled_mask_logits",
+    "upscaled_mask_logits_reference",
     "upscale_mask_logits",
     "verified_capabilities",
     "vit_attention",

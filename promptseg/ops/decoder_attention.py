@@ -121,10 +121,17 @@ def _gathered_rows(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_index: Optional[torch.Tensor], kv_index: Optional[torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(q, k, v) with the rows of each prompt gathered: (P, Nq, C), (P, Nk, C), (P, Nk, C)."""
-    q = q if q_index is None else q[q_index]
+    q = q if q_index is None else _take_rows(q, q_index)
     if kv_index is not None:
-        k, v = k[kv_index], v[kv_index]
+        k, v = _take_rows(k, kv_index), _take_rows(v, kv_index)
     return q, k, v
+
+
+def _take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[index]``; a one-row CPU ``x`` read by every prompt (all of ``index`` 0) is expanded, not copied."""
+    if x.shape[0] == 1 and index.device.type == "cpu" and bool((index == 0).all()):
+        return x.expand(index.shape[0], *x.shape[1:])
+    return x[index]
 
 
 def token_attention_reference(

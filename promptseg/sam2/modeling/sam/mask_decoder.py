@@ -18,13 +18,20 @@ import torch
 from torch import nn
 
 from promptseg.modeling.mask_decoder import prepend_output_tokens
+from promptseg.ops import upscaled_mask_logits
 from promptseg.sam2.modeling.sam2_utils import MLP, LayerNorm2d
 
 __all__ = ["MaskDecoder"]
 
 
 class MaskDecoder(nn.Module):
-    """Predicts masks, their IoU and an object score from image and prompt embeddings."""
+    """Predicts masks, their IoU and an object score from image and prompt embeddings.
+
+    ``backend`` is handed to the output head's op (``promptseg.ops.upscaled_mask_logits``; see
+    :func:`promptseg.ops.set_backend`).
+    """
+
+    backend: str = "auto"
 
     def __init__(
         self,
@@ -213,32 +220,19 @@ class MaskDecoder(nn.Module):
         first = 1 if self.pred_obj_scores else 0
         iou_token_out = hs[:, first, :]
         mask_tokens_out = hs[:, first + 1 : first + 1 + self.num_mask_tokens, :]
-        batch, _, channels = src.shape
-        upscaled = self.upscale(src.transpose(1, 2).view(batch, channels, *grid), high_res_features)
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, index, :]) for index, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
-        batch, up_channels, height, width = upscaled.shape
-        masks = (hyper_in @ upscaled.view(batch, up_channels, height * width)).view(batch, -1, height, width)
+        if self.use_high_res_features and high_res_features is None:
+            raise ValueError("this decoder uses high-resolution features; pass high_res_features=[feat_s0, feat_s1]")
+        high_res = high_res_features if self.use_high_res_features else None
+        masks = upscaled_mask_logits(src, grid, self.output_upscaling, hyper_in, high_res, backend=self.backend)
         iou_pred = self.iou_prediction_head(iou_token_out)
         if self.pred_obj_scores:
             object_score_logits = self.pred_obj_score_head(hs[:, 0, :])
         else:
             object_score_logits = 10.0 * iou_pred.new_ones(iou_pred.shape[0], 1)  # "present": sigmoid(10) ~ 1
         return masks, iou_pred, mask_tokens_out, object_score_logits
-
-    def upscale(
-        self, src: torch.Tensor, high_res_features: Optional[Sequence[torch.Tensor]] = None
-    ) -> torch.Tensor:
-        """(P, C, H, W) image tokens -> (P, C/8, 4H, 4W), adding the high-res features after each transposed conv."""
-        if not self.use_high_res_features:
-            return self.output_upscaling(src)
-        if high_res_features is None:
-            raise ValueError("this decoder uses high-resolution features; pass high_res_features=[feat_s0, feat_s1]")
-        deconv1, norm1, act1, deconv2, act2 = self.output_upscaling
-        feat_s0, feat_s1 = high_res_features
-        upscaled = act1(norm1(deconv1(src) + feat_s1))
-        return act2(deconv2(upscaled) + feat_s0)
 
     def select_masks(
         self, masks: torch.Tensor, iou_pred: torch.Tensor, multimask_output: bool
