@@ -5,7 +5,8 @@ The reference is :func:`upscale_mask_logits` (which ``Sam.postprocess_masks`` ca
 bilinear resize to the original size. On
 CUDA bf16/fp16 logits the ``promptseg::mask_postprocess`` kernel (``csrc/mask_postprocess.cu``)
 does it in one pass, computing each output pixel straight from the low-res logits, and can also
-measure each mask's box and area on the way.
+measure each mask's box and area on the way. On the CPU, thresholded masks come from
+:mod:`promptseg.ops.cpu_mask_postprocess`, which computes only the tiles near an object boundary.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
+from promptseg.ops.cpu_mask_postprocess import cpu_mask_postprocess_applies, mask_postprocess_cpu
 from promptseg.ops.dispatch import kernel_for, kernel_limits
 from promptseg.ops.fakes import register_fake_if_built
 from promptseg.ops.mask_stats import mask_areas, mask_boxes_xyxy
@@ -58,7 +60,11 @@ def mask_postprocess(
         backend: see :data:`promptseg.ops.BACKENDS`.
     Returns:
         :class:`PostprocessedMasks`; equal to :func:`upscale_mask_logits` (+ threshold), and boxes and
-        areas equal to :func:`promptseg.ops.mask_boxes_xyxy` / :func:`promptseg.ops.mask_areas`.
+        areas equal to :func:`promptseg.ops.mask_boxes_xyxy` / :func:`promptseg.ops.mask_areas` of the
+        masks. Thresholded masks on the CPU (``backend`` not ``"reference"``; at least a quarter
+        megapixel of them) come from :func:`promptseg.ops.cpu_mask_postprocess.mask_postprocess_cpu`:
+        equal except at pixels whose logit lies within ``TOLERANCE * (1 + max|low_res|)`` (1e-5) of the
+        threshold.
     """
     input_size, original_size = _check_inputs(low_res, input_size, original_size, image_size)
     kernel = kernel_for("mask_postprocess", low_res, backend=backend)
@@ -68,6 +74,12 @@ def mask_postprocess(
             low_res.contiguous(), input_size, original_size, image_size, float(threshold), return_logits, with_stats
         )
         return PostprocessedMasks(masks, boxes if with_stats else None, areas if with_stats else None)
+    if backend != "reference" and cpu_mask_postprocess_applies(low_res, original_size, return_logits):
+        masks = mask_postprocess_cpu(low_res, input_size, original_size, image_size, threshold)
+        if masks is not None:  # None: a NaN or an infinity, which the reference defines
+            return PostprocessedMasks(
+                masks, mask_boxes_xyxy(masks) if with_stats else None, mask_areas(masks) if with_stats else None
+            )
     return mask_postprocess_reference(low_res, input_size, original_size, image_size, threshold, return_logits, with_stats)
 
 
