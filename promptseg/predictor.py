@@ -373,7 +373,8 @@ class SamPredictor:
             if not parts[0]:
                 results.append(empty)
             else:
-                results.append(tuple(_to_host([torch.cat(part) for part in parts])))  # type: ignore[arg-type]
+                joined = [part[0] if len(part) == 1 else torch.cat(part) for part in parts]  # one batch: no copy
+                results.append(tuple(_to_host(joined)))  # type: ignore[arg-type]
         return results
 
     def _full_size(self, low_res: torch.Tensor, image: int, return_logits: bool) -> torch.Tensor:

@@ -72,7 +72,7 @@ def image_to_token_cpu(
         weight = q_proj.weight.view(num_heads, head_dim, -1)
         folded = torch.einsum("pthd,hdc->phtc", keys_heads, weight).mul_(scale).reshape(prompts, num_heads * n_keys, -1)
         bias = torch.einsum("pthd,hd->pht", keys_heads, q_proj.bias.view(num_heads, head_dim)).mul_(scale)
-        logits = torch.baddbmm(bias.reshape(prompts, -1, 1), folded, image.expand(prompts, -1, -1).transpose(1, 2))
+        logits = _image_major_logits(image.expand(prompts, -1, -1), folded, bias)
     else:
         queries = image.expand(prompts, -1, -1).reshape(prompts, -1, num_heads, head_dim)
         logits = torch.matmul(keys_heads.transpose(1, 2), queries.permute(0, 2, 3, 1)).mul_(scale)
@@ -111,11 +111,18 @@ def token_to_image_cpu(
     query_heads = projections.q(queries).reshape(prompts, n_queries, num_heads, head_dim)
     folded = torch.einsum("pthd,hdc->phtc", query_heads, k_weight.view(num_heads, head_dim, -1)).mul_(scale)
     bias = torch.einsum("pthd,hd->pht", query_heads, projections.k.bias.view(num_heads, head_dim)).mul_(scale)
-    logits = torch.baddbmm(
-        bias.reshape(prompts, -1, 1), folded.reshape(prompts, num_heads * n_queries, -1), image_keys.transpose(1, 2)
-    )
+    logits = _image_major_logits(image_keys, folded.reshape(prompts, num_heads * n_queries, -1), bias)
     probs = torch.softmax(logits, dim=-1)  # (P, heads*T, N)
     mixed = torch.bmm(probs, image_values).view(prompts, num_heads, n_queries, -1)  # (P, heads, T, C)
     out = torch.einsum("phtc,hdc->pthd", mixed, projections.v.weight.view(num_heads, head_dim, -1))
     out = out.reshape(prompts, n_queries, internal) + projections.v.bias
     return projections.out(out)
+
+
+def _image_major_logits(image: torch.Tensor, folded: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """(P, heads*T, N) logits ``folded @ image^T + bias`` of (P, N, C) image tokens, (P, heads*T, C) folded
+    weights and a (P, heads, T) bias; computed image-major, ``image @ folded^T`` (N rows: a GEMM shape the
+    CPU runs ~1.5x faster than 56 rows of 4096 columns), then transposed to contiguous rows per head."""
+    prompts = image.shape[0]
+    logits = torch.baddbmm(bias.reshape(prompts, 1, -1), image, folded.transpose(1, 2))  # (P, N, heads*T)
+    return logits.transpose(1, 2).contiguous()

@@ -77,6 +77,20 @@ def test_cpu_masks_of_a_vit_b_click():
     assert_matches_reference(smooth_logits((1, 3, 256, 256), cells=7), (683, 1024), (1200, 1800), 1024)
 
 
+def test_noise_like_masks_take_the_banded_form_and_blobs_the_tiles(monkeypatch):
+    """Masks whose tiles mostly straddle the threshold (a model with random weights) are computed whole
+    (``_banded_masks``); blob-like masks tile by tile. Both match the reference."""
+    calls = []
+    original = cpu_mask_postprocess._banded_masks
+    monkeypatch.setattr(cpu_mask_postprocess, "_banded_masks", lambda *args: calls.append(1) or original(*args))
+    generator = torch.Generator().manual_seed(5)
+    noise = 0.3 * torch.randn(1, 3, 256, 256, generator=generator)
+    assert_matches_reference(noise, (683, 1024), (1200, 1800), 1024)
+    assert calls == [1]
+    assert_matches_reference(smooth_logits((1, 3, 256, 256), cells=7), (683, 1024), (1200, 1800), 1024)
+    assert calls == [1]
+
+
 @pytest.mark.parametrize("value", [0.0, 2.0, 5.0, -1.0])
 @pytest.mark.parametrize("threshold", [0.0, 2.0])
 def test_cpu_masks_of_constant_maps(value, threshold):
