@@ -5,8 +5,8 @@ activation after the first, an activation after the second (SAM 2 adds its high-
 after each convolution); the masks are then each mask token's hypernetwork weights times the
 upscaled features. :func:`upscaled_mask_logits_reference` runs that as the model's modules do.
 
-On the CPU (float32, no gradient wanted, outside traces) :func:`upscaled_mask_logits` runs the same
-arithmetic in a layout a CPU runs fast. A 2x2 stride-2 transposed convolution is a per-pixel linear
+On the CPU (float32, no gradient wanted, outside traces, SAM's head without high-res features)
+:func:`upscaled_mask_logits` runs the same arithmetic in a layout a CPU runs fast. A 2x2 stride-2 transposed convolution is a per-pixel linear
 map, C -> 4 x C': one GEMM over the image tokens, which already are (pixels, channels) rows. Its
 output rows are put into raster order by a cheap row shuffle (whole rows of channels move), the
 LayerNorm and the activations run on contiguous (pixels, channels) rows, and the masks come from
@@ -54,9 +54,13 @@ def upscaled_mask_logits(
     Returns:
         (P, M, 4H, 4W) mask logits.
     """
-    tensors = (src, hyper_in, *upscaling.parameters(), *(high_res_features or ()))
-    if backend != "reference" and cpu_token_attention_applies(*tensors) and upscaling_layout_supported(upscaling):
-        return upscaled_mask_logits_cpu(src, grid, upscaling, hyper_in, high_res_features)
+    if (
+        backend != "reference"
+        and high_res_features is None  # SAM 2's: their NCHW -> rows transposes cost more than the path saves
+        and cpu_token_attention_applies(src, hyper_in, *upscaling.parameters())
+        and upscaling_layout_supported(upscaling)
+    ):
+        return upscaled_mask_logits_cpu(src, grid, upscaling, hyper_in)
     return upscaled_mask_logits_reference(src, grid, upscaling, hyper_in, high_res_features)
 
 
@@ -82,27 +86,18 @@ def upscaled_mask_logits_reference(
 
 
 def upscaled_mask_logits_cpu(
-    src: torch.Tensor,
-    grid: tuple[int, int],
-    upscaling: nn.Sequential,
-    hyper_in: torch.Tensor,
-    high_res_features: Optional[Sequence[torch.Tensor]] = None,
+    src: torch.Tensor, grid: tuple[int, int], upscaling: nn.Sequential, hyper_in: torch.Tensor
 ) -> torch.Tensor:
-    """:func:`upscaled_mask_logits` as (pixels, channels) GEMMs (arguments as there; ``upscaling`` must
-    have the layout :func:`upscaling_layout_supported` accepts)."""
+    """:func:`upscaled_mask_logits` without high-res features, as (pixels, channels) GEMMs (arguments as
+    there; ``upscaling`` must have the layout :func:`upscaling_layout_supported` accepts)."""
     deconv1, norm1, act1, deconv2, act2 = upscaling
     prompts, tokens, _ = src.shape
     height, width = grid
-    feat_s0, feat_s1 = high_res_features if high_res_features is not None else (None, None)
-    # (P, H, 2, W, 2 * C/4): pixel (2i + a, 2j + b) of the first convolution's output, raster order
+    # (P, 2H, 2W, C/4): pixel (2i + a, 2j + b) of the first convolution's output, raster order
     upscaled = _pixel_shuffle_rows(_per_pixel_deconv(src.reshape(prompts * tokens, -1), deconv1), prompts, height, width)
-    if feat_s1 is not None:
-        upscaled = upscaled + feat_s1.permute(0, 2, 3, 1)
     upscaled = act1(layer_norm_fp32(upscaled, tuple(norm1.weight.shape), norm1.weight, norm1.bias, norm1.eps))
     upscaled = _per_pixel_deconv(upscaled.reshape(-1, upscaled.shape[-1]), deconv2)
     upscaled = _pixel_shuffle_rows(upscaled, prompts, 2 * height, 2 * width)  # (P, 4H, 4W, C/8)
-    if feat_s0 is not None:
-        upscaled = upscaled + feat_s0.permute(0, 2, 3, 1)
     upscaled = act2(upscaled).reshape(prompts, 16 * tokens, -1)
     masks = torch.bmm(hyper_in, upscaled.transpose(1, 2))  # (P, M, 16 * H * W), raster order
     return masks.view(prompts, -1, 4 * height, 4 * width)
