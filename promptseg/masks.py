@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from promptseg.ops import mask_areas, mask_boxes_xyxy
+from promptseg.ops import fast_reductions_apply, mask_areas, mask_boxes_xyxy, true_counts
 
 __all__ = [
     "deepest_points",
@@ -36,15 +36,21 @@ def stability_score(mask_logits: torch.Tensor, mask_threshold: float, threshold_
 
     The first mask lies inside the second, so the IoU is the ratio of their areas. An empty
     looser mask gives NaN (0 / 0), as in the official code. The counts are int32 sums, which
-    ONNX graphs and TensorRT take as they are (a mask of 2**31 pixels or more would overflow).
+    ONNX graphs and TensorRT take as they are (a mask of 2**31 pixels or more would overflow);
+    eager CPU logits are counted exactly by :func:`promptseg.ops.true_counts` instead (the same
+    integers, so the same float32 ratio, ~10x faster than a bool sum).
 
     Args:
         mask_logits: (..., H, W) float logits.
     Returns:
         (...) float32.
     """
-    inner = (mask_logits > (mask_threshold + threshold_offset)).sum(-1, dtype=torch.int32).sum(-1, dtype=torch.int32)
-    outer = (mask_logits > (mask_threshold - threshold_offset)).sum(-1, dtype=torch.int32).sum(-1, dtype=torch.int32)
+    inner = mask_logits > (mask_threshold + threshold_offset)
+    outer = mask_logits > (mask_threshold - threshold_offset)
+    if fast_reductions_apply(inner):
+        return true_counts(inner).float() / true_counts(outer).float()
+    inner = inner.sum(-1, dtype=torch.int32).sum(-1, dtype=torch.int32)
+    outer = outer.sum(-1, dtype=torch.int32).sum(-1, dtype=torch.int32)
     return inner.float() / outer.float()
 
 

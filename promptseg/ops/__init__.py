@@ -39,13 +39,14 @@ from promptseg.ops.dispatch import (
     verified_capabilities,
 )
 from promptseg.ops.encoder_attention import vit_attention, vit_attention_reference
+from promptseg.ops.cpu_mask_postprocess import cpu_mask_postprocess_applies
 from promptseg.ops.mask_postprocess import (
     PostprocessedMasks,
     mask_postprocess,
     mask_postprocess_reference,
     upscale_mask_logits,
 )
-from promptseg.ops.mask_stats import mask_areas, mask_boxes_xyxy
+from promptseg.ops.mask_stats import fast_reductions_apply, mask_areas, mask_boxes_xyxy, true_counts
 from promptseg.ops.normalization import layer_norm_fp32
 from promptseg.ops.cpu_folded_attention import Projections
 from promptseg.ops.projected_attention import gathered_attention_output, projected_attention
@@ -63,8 +64,10 @@ __all__ = [
     "available_kernels",
     "build_stamp_status",
     "check_backend",
+    "cpu_mask_postprocess_applies",
     "extension_build_stamp",
     "extension_loaded",
+    "fast_reductions_apply",
     "gathered_attention_output",
     "gathered_token_attention",
     "gathered_token_attention_reference",
@@ -88,6 +91,7 @@ __all__ = [
     "rel_pos_table",
     "reset_kernel_checks",
     "set_backend",
+    "true_counts",
     "token_attention",
     "token_attention_reference",
     "unpartition_windows",

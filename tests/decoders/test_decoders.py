@@ -262,14 +262,7 @@ def test_measure_belongs_to_the_decoder(tiny_float64, monkeypatch):
         for actual in (decoder.measure(low_res, *sizes), measure_masks(decoder, low_res, *sizes)):
             assert torch.equal(actual[0], expected[0]) and _same(actual[1], expected[1])
 
-    passes = []
-    original = decoder_base.mask_postprocess
-
-    def spy(*args, **kwargs):
-        passes.append(kwargs.get("with_stats", False))
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(decoder_base, "mask_postprocess", spy)
+    passes = _spy_on_passes(monkeypatch)
     monkeypatch.setattr(
         decoder_base, "kernel_available", lambda name, *tensors, backend="auto": name == "mask_postprocess" and backend == "auto"
     )
@@ -279,6 +272,41 @@ def test_measure_belongs_to_the_decoder(tiny_float64, monkeypatch):
     passes.clear()
     boxes, stability = Plain().measure(low_res, *sizes)
     assert passes == [False] and torch.equal(boxes, expected[0]) and _same(stability, expected[1])
+
+
+def test_cpu_measure_takes_three_tiled_passes_for_large_masks(tiny_float64, monkeypatch):
+    """On the CPU, a model's decoder measures masks of at least 2^18 pixels in all by three
+    ``mask_postprocess`` passes (the tiled path), smaller ones from full-size logits; the boxes and
+    scores equal the full-logit ones for these blob-like logits."""
+    from promptseg.masks import mask_boxes_xyxy, stability_score
+
+    model = tiny_float64
+    blobs = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(7)) * 8
+    low_res = torch.nn.functional.interpolate(blobs, (64, 64), mode="bilinear", align_corners=False)
+    passes = _spy_on_passes(monkeypatch)
+    for original_size, expected_passes in (((300, 400), [True] * 3), ((60, 80), [False])):
+        sizes = ((192, 256), original_size, 256, 0.0, 1.0)
+        logits = model.postprocess_masks(low_res, sizes[0], sizes[1]).flatten(0, 1)
+        passes.clear()
+        boxes, stability = ModuleDecoder(model).measure(low_res, *sizes)
+        assert passes == expected_passes
+        assert torch.equal(boxes, mask_boxes_xyxy(logits > 0.0))
+        assert _same(stability, stability_score(logits, 0.0, 1.0))
+
+
+def _spy_on_passes(monkeypatch) -> list:
+    """Record, for each ``mask_postprocess`` call of ``Decoder.measure``, whether it asked for stats."""
+    import promptseg.decoders.base as decoder_base
+
+    passes = []
+    original = decoder_base.mask_postprocess
+
+    def spy(*args, **kwargs):
+        passes.append(kwargs.get("with_stats", False))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(decoder_base, "mask_postprocess", spy)
+    return passes
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
