@@ -156,6 +156,7 @@ class SamPredictor:
         self.input_sizes = [self.input_size]
         (self.orig_h, self.orig_w), (self.input_h, self.input_w) = self.original_size, self.input_size
         self.features = self.encoder.encode(self.encoder.preprocess(transformed_image))
+        self.decoder.prepare(self.features)
         self.is_image_set = True
 
     @torch.no_grad()
@@ -187,6 +188,7 @@ class SamPredictor:
             padded = torch.stack([self.encoder.preprocess(self._resized_tensor(image)) for image in chunk])
             features.append(self.encoder.encode(padded))
         self.features = cat_features(features)
+        self.decoder.prepare(self.features)
         self.original_sizes = [tuple(image.shape[:2]) for image in rgb_images]
         self.input_sizes = [self.transform.get_preprocess_shape(h, w, self.transform.target_length) for h, w in self.original_sizes]
         if len(rgb_images) == 1:

@@ -73,6 +73,10 @@ class AutoDecoder(ModelDecoder):
             return self.graphs
         return self.fused
 
+    def prepare(self, features: torch.Tensor) -> None:
+        """The preparation of the decoder a single prompt on ``features`` would take."""
+        self.choose(features, 1).prepare(features)
+
     def decode(
         self, features: torch.Tensor, batch: PromptBatch, image_index: Sequence[int], multimask_output: bool
     ) -> DecodeResult:

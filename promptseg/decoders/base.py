@@ -71,6 +71,11 @@ class Decoder(ABC):
             that the caller may keep.
         """
 
+    def prepare(self, features: torch.Tensor) -> None:
+        """Do ahead the work of the next decodes that depends on the image ``features`` alone (the
+        predictor calls this when an image is set); by default nothing. The fused decoders build their
+        image table here, so that the first click costs what the later ones do."""
+
     def postprocess(
         self,
         low_res: torch.Tensor,

@@ -150,6 +150,11 @@ class ImageTableCache:
         self.model = model
         self._cached: Optional[tuple[tuple, ImageTable]] = None
 
+    def prepare(self, features: torch.Tensor) -> None:
+        """Build and keep the table of ``features`` now, when it can be cached (not under inference mode)."""
+        if image_table_key(self.model, features) is not None:
+            self.get(features)
+
     def get(self, features: torch.Tensor) -> ImageTable:
         """The table of (B, C, H, W) ``features``, from the cache when still valid."""
         key = image_table_key(self.model, features)
@@ -302,6 +307,10 @@ class FusedDecoder(ModelDecoder):
     def table(self, features: torch.Tensor) -> ImageTable:
         """The :class:`ImageTable` of (B, C, H, W) ``features``, from the cache when still valid."""
         return self._tables.get(features)
+
+    @torch.no_grad()
+    def prepare(self, features: torch.Tensor) -> None:
+        self._tables.prepare(features)
 
     @torch.no_grad()
     def decode(

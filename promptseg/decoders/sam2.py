@@ -207,6 +207,10 @@ class Sam2FusedDecoder(Sam2Decoder):
         return self._tables.get(embedding)
 
     @torch.no_grad()
+    def prepare(self, features: MultiScaleFeatures) -> None:  # type: ignore[override]
+        self._tables.prepare(features.embedding)
+
+    @torch.no_grad()
     def decode_all(
         self, features: MultiScaleFeatures, batch: PromptBatch, image_index: Sequence[int]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

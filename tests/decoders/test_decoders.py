@@ -115,6 +115,27 @@ def test_predict_under_inference_mode_builds_the_table_per_call(tiny_pair, image
     assert not np.array_equal(changed[2], first[2])
 
 
+def test_set_image_prepares_the_table_so_the_first_click_builds_none(tiny_pair, images, monkeypatch):
+    """Setting an image builds the fused decoder's image table (``Decoder.prepare``), so a first click
+    costs what later ones do; under inference mode, where no table can be cached, nothing is built ahead."""
+    model = tiny_pair[1]
+    built = []
+    original = fused.image_table
+    monkeypatch.setattr(fused, "image_table", lambda *args: built.append(1) or original(*args))
+    predictor = promptseg.SamPredictor(model)
+    point = {"point_coords": np.array([[100.0, 120.0]]), "point_labels": np.array([1])}
+    predictor.set_image(images["dog.jpg"])
+    assert built == [1]
+    predictor.predict(**point)
+    predictor.predict(**point)
+    assert built == [1]
+    with torch.inference_mode():
+        predictor.set_image(images["dog.jpg"])
+        assert built == [1]
+        predictor.predict(**point)
+    assert built == [1, 1]
+
+
 def test_cpu_hoisting_is_not_taken_in_float64_or_on_the_reference_backend(tiny_pair, tiny_float64):
     from promptseg.ops import set_backend
 
