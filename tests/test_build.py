@@ -96,7 +96,8 @@ def test_backend_reference_is_set_on_every_attention_module():
         model = promptseg.build_sam("vit_b", backend="reference")
     backends = {m.backend for m in model.modules() if hasattr(m, "backend")}
     assert backends == {"reference"}
-    assert len([m for m in model.modules() if hasattr(m, "backend")]) == 12 + 2 * 3 + 1
+    # 12 encoder attentions, 2 blocks x 3 and the final decoder attention, the mask decoder (its output head)
+    assert len([m for m in model.modules() if hasattr(m, "backend")]) == 12 + 2 * 3 + 1 + 1
     with pytest.raises(ValueError, match=r"backend must be one of \['auto', 'reference', 'kernels'\], got 'fast'"):
         promptseg.build_sam("vit_b", backend="fast")
     assert {m.backend for m in construct_sam(TINY).modules() if hasattr(m, "backend")} == {"auto"}
