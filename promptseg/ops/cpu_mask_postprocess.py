@@ -37,6 +37,8 @@ from typing import NamedTuple, Optional, Sequence
 
 import torch
 
+from promptseg.ops.eager import tracing
+
 TILE = 32
 """Side of the output tiles (pixels)."""
 
@@ -88,7 +90,7 @@ def cpu_mask_postprocess_applies(low_res: torch.Tensor, original_size: Sequence[
     CPU whose (P, M, H, W) masks at ``original_size`` (H, W) hold at least :data:`MIN_PIXELS` pixels,
     thresholded masks wanted (not ``return_logits``), and not inside a trace (an ONNX export or
     ``torch.compile`` keeps the reference's graph)."""
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
+    if tracing():
         return False
     if return_logits or low_res.device.type != "cpu" or not low_res.is_floating_point():
         return False

@@ -23,15 +23,6 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from promptseg.ops.cpu_attention import cpu_attention_applies
-
-
-def cpu_token_attention_applies(*tensors: Optional[torch.Tensor]) -> bool:
-    """Whether :func:`token_attention_cpu` runs these inputs: float32 on the CPU, no gradient wanted,
-    and not inside a trace (an ONNX export or ``torch.compile`` keeps the reference's graph)."""
-    if torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling():
-        return False
-    return cpu_attention_applies(*tensors)
 
 
 def token_attention_cpu(

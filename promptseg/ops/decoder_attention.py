@@ -14,8 +14,9 @@ from typing import Optional
 
 import torch
 
-from promptseg.ops.cpu_token_attention import cpu_token_attention_applies, token_attention_cpu
+from promptseg.ops.cpu_token_attention import token_attention_cpu
 from promptseg.ops.dispatch import kernel_for, kernel_limits
+from promptseg.ops.eager import cpu_float32_eager
 from promptseg.ops.fakes import register_fake_if_built
 from promptseg.ops.precision import statistics_dtype
 
@@ -97,7 +98,7 @@ def _token_attention_fallback(
     """Where no kernel runs: on CPU float32 inputs with no gradient wanted, outside a trace and with
     ``backend`` not ``"reference"``, :func:`promptseg.ops.cpu_token_attention.token_attention_cpu`
     (the same arithmetic in the layouts a CPU runs fast); otherwise :func:`token_attention_reference`."""
-    if backend != "reference" and cpu_token_attention_applies(q, k, v):
+    if backend != "reference" and cpu_float32_eager(q, k, v):
         _check_inputs(q, k, v, num_heads, key_padding_mask)
         return token_attention_cpu(q, k, v, num_heads, key_padding_mask)
     return token_attention_reference(q, k, v, num_heads, key_padding_mask)
@@ -121,13 +122,13 @@ def _gathered_rows(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_index: Optional[torch.Tensor], kv_index: Optional[torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(q, k, v) with the rows of each prompt gathered: (P, Nq, C), (P, Nk, C), (P, Nk, C)."""
-    q = q if q_index is None else _take_rows(q, q_index)
+    q = q if q_index is None else take_rows(q, q_index)
     if kv_index is not None:
-        k, v = _take_rows(k, kv_index), _take_rows(v, kv_index)
+        k, v = take_rows(k, kv_index), take_rows(v, kv_index)
     return q, k, v
 
 
-def _take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+def take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``x[index]``; a one-row CPU ``x`` read by every prompt (all of ``index`` 0) is expanded, not copied."""
     if x.shape[0] == 1 and index.device.type == "cpu" and bool((index == 0).all()):
         return x.expand(index.shape[0], *x.shape[1:])
@@ -177,6 +178,11 @@ def _check_inputs(
         )
     if q.shape[2] % num_heads != 0:
         raise ValueError(f"channels {q.shape[2]} are not divisible by num_heads={num_heads}")
+    check_key_padding_mask(key_padding_mask, k)
+
+
+def check_key_padding_mask(key_padding_mask: Optional[torch.Tensor], k: torch.Tensor) -> None:
+    """A key padding mask is None or a (B, Nk) bool tensor for (B, Nk, C) keys ``k``."""
     if key_padding_mask is not None and (
         key_padding_mask.dtype != torch.bool or key_padding_mask.shape != k.shape[:2]
     ):

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from promptseg.ops.eager import tracing
+
 INT16_MAX_LINE = 32767
 """Longest line (pixels) whose count is summed in int16; longer lines are summed in int32."""
 
@@ -84,9 +86,7 @@ def fast_reductions_apply(masks: torch.Tensor) -> bool:
     eager (not traced, scripted, exported or compiled) bool tensors on the CPU."""
     if masks.dtype != torch.bool or masks.device.type != "cpu":
         return False
-    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-        return False
-    return not torch.compiler.is_compiling()
+    return not tracing()
 
 
 def _check_mask_dims(masks: torch.Tensor, name: str) -> None:

@@ -22,10 +22,9 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from promptseg.ops.cpu_token_attention import cpu_token_attention_applies
+from promptseg.ops.eager import cpu_float32_eager
 from promptseg.ops.normalization import layer_norm_fp32
 
 ELEMENTWISE_ACTIVATIONS = (nn.GELU, nn.ReLU, nn.SiLU, nn.Identity)
@@ -57,7 +56,7 @@ def upscaled_mask_logits(
     if (
         backend != "reference"
         and high_res_features is None  # SAM 2's: their NCHW -> rows transposes cost more than the path saves
-        and cpu_token_attention_applies(src, hyper_in, *upscaling.parameters())
+        and cpu_float32_eager(src, hyper_in, *upscaling.parameters())
         and upscaling_layout_supported(upscaling)
     ):
         return upscaled_mask_logits_cpu(src, grid, upscaling, hyper_in)

@@ -19,8 +19,13 @@ import torch
 from torch import nn
 
 from promptseg.ops.cpu_folded_attention import Projections, folding_pays, image_to_token_cpu, token_to_image_cpu
-from promptseg.ops.cpu_token_attention import cpu_token_attention_applies
-from promptseg.ops.decoder_attention import gathered_token_attention, token_attention
+from promptseg.ops.decoder_attention import (
+    check_key_padding_mask,
+    gathered_token_attention,
+    take_rows,
+    token_attention,
+)
+from promptseg.ops.eager import cpu_float32_eager
 
 
 def projected_attention(
@@ -76,7 +81,7 @@ def gathered_attention_output(
         backend != "reference"
         and few_keys
         and folding_pays(k.shape[1], num_heads, k.shape[2])
-        and cpu_token_attention_applies(q, k, v, out_proj.weight, out_proj.bias)
+        and cpu_float32_eager(q, k, v, out_proj.weight, out_proj.bias)
     ):
         image = _gathered_queries(q, q_index, k.shape[0])
         _check_batches(image, k, v, key_padding_mask)
@@ -93,18 +98,19 @@ def _folds(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, projections: Proje
     if q.shape[1] == k.shape[1] or not folding_pays(few, num_heads, projections.q.out_features):
         return False
     weights = [tensor for projection in projections for tensor in (projection.weight, projection.bias)]
-    return all(tensor is not None for tensor in weights) and cpu_token_attention_applies(q, k, v, *weights)
+    return all(tensor is not None for tensor in weights) and cpu_float32_eager(q, k, v, *weights)
 
 
 def _gathered_queries(q: torch.Tensor, q_index: Optional[torch.Tensor], prompts: int) -> torch.Tensor:
-    """The (P or 1, N, Ci) query rows of ``q`` that ``q_index`` picks (all of them without an index)."""
+    """The (P, N, Ci) query rows of ``q`` that ``q_index`` picks (an expanded view where every prompt
+    reads one row), or ``q`` itself without an index."""
     if q_index is None:
         return q
     if q_index.dim() != 1 or q_index.dtype != torch.int64 or q_index.shape[0] != prompts:
         raise ValueError(f"q_index must be a ({prompts},) int64 tensor, got {q_index.dtype} {tuple(q_index.shape)}")
     if q_index.numel() and (int(q_index.min()) < 0 or int(q_index.max()) >= q.shape[0]):
         raise IndexError(f"q_index holds rows outside [0, {q.shape[0]}): {q_index.tolist()}")
-    return q if q.shape[0] == 1 else q[q_index]  # one row: read in place by every prompt
+    return take_rows(q, q_index)
 
 
 def _check_batches(
@@ -115,10 +121,4 @@ def _check_batches(
         raise ValueError(
             f"attention expects q (B, Nq, C) and k, v (B, Nk, C); got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
         )
-    if key_padding_mask is not None and (
-        key_padding_mask.dtype != torch.bool or key_padding_mask.shape != k.shape[:2]
-    ):
-        raise ValueError(
-            f"key_padding_mask must be a bool tensor of shape {tuple(k.shape[:2])}, "
-            f"got {key_padding_mask.dtype} {tuple(key_padding_mask.shape)}"
-        )
+    check_key_padding_mask(key_padding_mask, k)

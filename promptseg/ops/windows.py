@@ -16,6 +16,8 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from promptseg.ops.eager import exporting
+
 
 def partition_windows(
     x: torch.Tensor, window_size: int, pad_value: torch.Tensor | None = None
@@ -26,7 +28,7 @@ def partition_windows(
     Padded tokens hold ``pad_value`` (a (C,) vector, broadcast) or zeros when None.
     Returns the windows and the padded grid size (Hp, Wp).
     """
-    if _tracing():
+    if exporting():
         return _partition_traceable(x, window_size, pad_value)
     batch, height, width, channels = (int(size) for size in x.shape)
     padded_h, padded_w = height + -height % window_size, width + -width % window_size
@@ -47,7 +49,7 @@ def unpartition_windows(
     windows: torch.Tensor, window_size: int, padded_hw: tuple[int, int], hw: tuple[int, int]
 ) -> torch.Tensor:
     """Inverse of :func:`partition_windows`: (B * nH * nW, ws, ws, C) -> (B, H, W, C), padding dropped."""
-    if _tracing():
+    if exporting():
         return _unpartition_traceable(windows, window_size, padded_hw, hw)
     padded_h, padded_w = padded_hw
     height, width = hw
@@ -86,11 +88,6 @@ def _pieces(
                 :row_pixels, :column_pixels,
             ].permute(0, 1, 3, 2, 4, 5)
             yield grid_piece, window_piece
-
-
-def _tracing() -> bool:
-    """Whether a TorchScript trace (``torch.onnx.export``'s exporter) is recording this call."""
-    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 def _partition_traceable(
