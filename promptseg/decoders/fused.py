@@ -152,12 +152,17 @@ class ImageTableCache:
 
     def prepare(self, features: torch.Tensor) -> None:
         """Build and keep the table of ``features`` now, when it can be cached (not under inference mode)."""
-        if image_table_key(self.model, features) is not None:
-            self.get(features)
+        key = image_table_key(self.model, features)
+        if key is not None:
+            self._lookup(features, key)
 
     def get(self, features: torch.Tensor) -> ImageTable:
         """The table of (B, C, H, W) ``features``, from the cache when still valid."""
-        key = image_table_key(self.model, features)
+        return self._lookup(features, image_table_key(self.model, features))
+
+    def _lookup(self, features: torch.Tensor, key: Optional[tuple]) -> ImageTable:
+        """The cached table when ``key`` (:func:`image_table_key` of ``features``) matches, else a new one,
+        kept unless ``key`` is None."""
         if key is not None and self._cached is not None and self._cached[0] == key:
             return self._cached[1]
         self._cached = None  # free the old table before building the new one
