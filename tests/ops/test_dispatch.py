@@ -5,6 +5,7 @@ from them whether a kernel applies."""
 
 from __future__ import annotations
 
+import copy
 import types
 
 import pytest
@@ -17,6 +18,8 @@ from promptseg.ops import (
     encoder_attention,
     kernel_available,
     kernel_limits,
+    module_backend,
+    set_backend,
 )
 from tests.ops._support import needs_extension
 
@@ -75,3 +78,49 @@ def test_dispatch_falls_back(monkeypatch):
     assert not decoder_attention._kernel_supports(q, q, 3) and not decoder_attention._kernel_supports(q, q[:, :0], 2)
     monkeypatch.setenv("PROMPTSEG_DISABLE_KERNELS", "1")
     assert not kernel_available("gathered_token_attention", q.bfloat16())
+
+
+class _Calls(torch.nn.Module):
+    """A module that calls ops: it carries a ``backend``."""
+
+    backend = "auto"
+
+
+def _tree() -> torch.nn.Module:
+    return torch.nn.Sequential(_Calls(), torch.nn.Sequential(torch.nn.ReLU(), _Calls()))
+
+
+def test_module_backend_reads_the_backends_afresh_each_call():
+    model = _tree()
+    assert module_backend(model) == "auto"
+    set_backend(model, "kernels")
+    assert module_backend(model) == "kernels"
+    model[1][1].backend = "reference"  # one submodule, set by hand
+    assert module_backend(model) == "reference"
+    model[1][1].backend = "auto"
+    assert module_backend(model) == "auto"
+
+
+def test_module_backend_sees_submodules_added_or_replaced_after_its_first_call():
+    model = _tree()
+    assert module_backend(model) == "auto"
+    replacement = _Calls()
+    replacement.backend = "reference"
+    model[1][1] = replacement  # replaced through the module API
+    assert module_backend(model) == "reference"
+    model[1][1] = torch.nn.ReLU()
+    assert module_backend(model) == "auto"
+    added = _Calls()
+    added.backend = "reference"
+    model.add_module("late", added)
+    assert module_backend(model) == "reference"
+    model.late = torch.nn.Identity()  # attribute assignment registers too
+    assert module_backend(model) == "auto"
+
+
+def test_module_backend_lists_each_model_separately():
+    first, second = _tree(), _tree()
+    set_backend(second, "reference")
+    assert (module_backend(first), module_backend(second)) == ("auto", "reference")
+    assert dispatch.op_calling_modules(first) == (first[0], first[1][1])
+    assert module_backend(copy.deepcopy(second)) == "reference"
