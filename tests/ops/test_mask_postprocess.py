@@ -126,3 +126,21 @@ def test_upscale_of_strided_logits_is_bit_identical_to_pytorchs():
         crop = frame[..., : input_size[0], : input_size[1]]
         expected = F.interpolate(crop, original_size, mode="bilinear", align_corners=False)
         assert torch.equal(upscale_mask_logits(low_res, input_size, original_size, 1024), expected)
+
+
+@pytest.mark.parametrize("input_size", [(256, 256), (256, 171), (97, 256)])
+def test_a_resize_to_the_crops_own_size_is_skipped_bit_for_bit(input_size):
+    """When the crop already has the original size (a 256-pixel image on the bundled model, a 1024 x 1024
+    photo on SAM), the final resize is an identity on finite logits and is skipped: the result equals the
+    two interpolations' bit for bit. Non-finite logits keep the resize, which turns an infinity into NaN."""
+    generator = torch.Generator().manual_seed(1)
+    low_res = torch.randn(2, 4, 64, 64, generator=generator)[:, 1:]
+    crop = F.interpolate(low_res, (256, 256), mode="bilinear", align_corners=False)[..., : input_size[0], : input_size[1]]
+    expected = F.interpolate(crop, input_size, mode="bilinear", align_corners=False)
+    assert torch.equal(upscale_mask_logits(low_res, input_size, input_size, 256), expected)
+    low_res = low_res.clone()
+    low_res[0, 1, 10, 20], low_res[1, 0, 0, 0] = float("inf"), float("nan")
+    crop = F.interpolate(low_res, (256, 256), mode="bilinear", align_corners=False)[..., : input_size[0], : input_size[1]]
+    expected = F.interpolate(crop, input_size, mode="bilinear", align_corners=False)
+    assert torch.equal(upscale_mask_logits(low_res, input_size, input_size, 256).isnan(), expected.isnan())
+    assert torch.equal(upscale_mask_logits(low_res, input_size, input_size, 256).nan_to_num(), expected.nan_to_num())
