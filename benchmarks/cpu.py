@@ -5,6 +5,7 @@ same weights, same run, repetitions interleaved across paths, medians reported.
     python benchmarks/cpu.py                      # vit_b (random weights) and the bundled model
     python benchmarks/cpu.py --quick              # the bundled model, 1 repetition: checks that it runs
     python benchmarks/cpu.py --profile vit_b      # torch-profiler op shares of the encoder (NOTES.md)
+    python benchmarks/cpu.py --floor              # each encoder's float32 arithmetic against this CPU's GEMM rate
 
 Measures per path: ``set_image`` (one photo, or a held-out synthetic scene for the bundled model),
 a click (``predict``, one point, 3 masks; the median of 5, the first right after set_image), 64 single-click prompts (``predict_many``; the official
@@ -295,6 +296,68 @@ def profile_encoder(model_name: str, top: int = 25) -> dict[str, Any]:
     return {"model": model_name, "shares": shares, "note": "shares of self CPU time only; absolute times not kept"}
 
 
+FLOOR_GEMM = (4096, 768, 3072)
+"""(M, K, N) of the GEMM whose float32 rate stands for the CPU's best: vit_b's MLP expansion at 1024 px."""
+
+
+def gemm_gflops(shape: tuple[int, int, int] = FLOOR_GEMM, reps: int = 9) -> float:
+    """Achieved float32 GEMM rate (GFLOP/s, median of ``reps`` after a warm-up) at the current thread count."""
+    rows, inner, cols = shape
+    a, b = torch.randn(rows, inner), torch.randn(inner, cols)
+    a @ b
+    samples = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        a @ b
+        samples.append(time.perf_counter() - start)
+    return 2 * rows * inner * cols / statistics.median(samples) / 1e9
+
+
+def encoder_floor(model_name: str, reps: int = 3) -> dict[str, Any]:
+    """How fast an exact float32 ``set_image`` could be here: the encoder's multiply-adds (counted by
+    ``torch.utils.flop_counter`` on the official and on promptseg's forward), divided by this CPU's
+    measured float32 GEMM rate, against 0.4x the official encoder's time (the issue's target), timed
+    in the same run (medians of ``reps`` after a warm-up, interleaved with promptseg's default)."""
+    import segment_anything
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model_type, state = weights(model_name)
+    size = CONFIGS[model_type].image_size
+    images = torch.randn(1, 3, size, size)
+    encoders, flops = {}, {}
+    for impl in ("official", "promptseg-torch"):
+        model = construct_sam(CONFIGS[model_type], modeling=segment_anything.modeling if impl == "official" else None)
+        model.load_state_dict(state)
+        encoders[impl] = model.eval().image_encoder
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            encoders[impl](images)
+        flops[impl] = counter.get_total_flops()
+    times: dict[str, list[float]] = {impl: [] for impl in encoders}
+    with torch.no_grad():
+        for encoder in encoders.values():
+            encoder(images)
+        for _ in range(reps):
+            for impl, encoder in encoders.items():
+                milliseconds, _ = timed(lambda: encoder(images))
+                times[impl].append(milliseconds)
+    rate = gemm_gflops()
+    official_ms = statistics.median(times["official"])
+    floor_ms = 1e3 * flops["official"] / (rate * 1e9)
+    row = {
+        "model": model_name,
+        "encoder_gflop": {impl: round(count / 1e9, 2) for impl, count in flops.items()},
+        "gemm_gflops": round(rate, 1),
+        "gemm_shape": list(FLOOR_GEMM),
+        "official_encoder_ms": round(official_ms, 1),
+        "promptseg_encoder_ms": round(statistics.median(times["promptseg-torch"]), 1),
+        "target_ms": round(0.4 * official_ms, 1),
+        "float32_floor_ms": round(floor_ms, 1),
+        "floor_vs_official": round(floor_ms / official_ms, 3),
+    }
+    print(row)
+    return row
+
+
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
@@ -305,6 +368,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="models measured without automatic mask generation (vit_b's AMG takes minutes per path)")
     parser.add_argument("--quick", action="store_true", help="the bundled model, 1 repetition: a check that it runs")
     parser.add_argument("--profile", choices=MODELS, help="only the torch-profiler op shares of this model's encoder")
+    parser.add_argument("--floor", action="store_true",
+                        help="only each model's encoder arithmetic against this CPU's float32 GEMM rate (--models)")
     args = parser.parse_args(argv)
     if args.quick:
         args.models, args.reps = ["bundled"], 1
@@ -317,7 +382,14 @@ def main(argv: Optional[list[str]] = None) -> None:
         torch.set_num_threads(args.threads)
     machine = cpu_description()
     if args.profile:
-        path = write_results(f"cpu_profile_{cpu_slug(machine['cpu'])}", {**machine, **profile_encoder(args.profile)})
+        slug = cpu_slug(machine["cpu"])
+        name = f"cpu_profile_{slug}" if args.profile == "vit_b" else f"cpu_profile_{args.profile}_{slug}"
+        path = write_results(name, {**machine, **profile_encoder(args.profile)})
+        print(f"wrote {path}")
+        return
+    if args.floor:
+        rows = [{**machine, **encoder_floor(model_name, args.reps)} for model_name in args.models]
+        path = write_results(f"cpu_floor_{cpu_slug(machine['cpu'])}", {"rows": rows})
         print(f"wrote {path}")
         return
     rows = []
