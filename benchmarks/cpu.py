@@ -19,6 +19,7 @@ meaningful on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import statistics
@@ -197,47 +198,64 @@ def records_match(ours: list[tuple], theirs: list[tuple]) -> bool:
     )
 
 
+ONNX_RUNTIME_PATHS = ("promptseg-onnxruntime", "promptseg-onnxruntime-int8", "ort-fp32", "ort-int8")
+"""Paths that hold ONNX Runtime sessions. Each is built just before its turn in a repetition and freed
+right after: while vit_b's sessions are alive, every other path's page faults cost about twice the
+system time (the official encoder, ~3.9 M faults a forward: 12.5 -> 14.6-19.3 s; promptseg's +15%),
+which skewed an earlier run's ratios (benchmarks/NOTES.md, CPU)."""
+
+
 def run_model(model_name: str, paths: list[str], reps: int, amg: bool = True) -> list[dict[str, Any]]:
     """Rows of one model: each path's median ms per measure, repetitions interleaved across paths
-    (``amg``: also automatic mask generation)."""
+    (``amg``: also automatic mask generation). Paths of :data:`ONNX_RUNTIME_PATHS` live only during
+    their own turn (built and warmed up untimed, then freed)."""
     model_type, state = weights(model_name)
     image = test_image(model_name)
     one_click = clicks(image, 1)[0]
     many = clicks(image, 64)
-    built = {}
     # promptseg's default last: its automatic choice sees the exports the other paths made
-    for name in sorted(paths, key=lambda path: path == "promptseg-default"):
+    order = sorted(paths, key=lambda path: path == "promptseg-default")
+    kept: dict[str, Optional[Path_]] = {}
+    for name in order:
         try:
-            built[name] = make_path(name, model_type, state)
+            path = make_path(name, model_type, state)  # also makes the export an ONNX Runtime path needs
         except ImportError as error:  # segment_anything or onnxruntime missing
             print(f"skipping {name}: {error}")
-    samples: dict[str, dict[str, list[float]]] = {name: {} for name in built}
+            continue
+        warm_up(path, image, one_click)
+        kept[name] = None if name in ONNX_RUNTIME_PATHS else path  # None: rebuilt for each repetition
+        del path
+        gc.collect()
+    notes: dict[str, str] = {}
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in kept}
     records: dict[str, list[tuple]] = {}
-    for name, path in built.items():  # warm-up: one untimed round per path
-        path.predictor.set_image(image)
-        if not isinstance(path.predictor, RawOrt):
-            path.predictor.predict(**one_click, multimask_output=True)
     for rep in range(reps):
-        for name, path in built.items():
+        for name in kept:
+            path = kept[name]
+            if path is None:
+                path = make_path(name, model_type, state)
+                warm_up(path, image, one_click)
+            notes[name] = path.note
             measures = samples[name]
             measures.setdefault("set_image_ms", []).append(timed(lambda: path.predictor.set_image(image))[0])
-            if isinstance(path.predictor, RawOrt):
-                continue
-            # the first click after set_image and CLICKS_PER_REP - 1 more: one click is tens of ms, so one timing is noise
-            clicks_ms = [timed(lambda: path.predictor.predict(**one_click, multimask_output=True))[0] for _ in range(CLICKS_PER_REP)]
-            measures.setdefault("click_ms", []).append(statistics.median(clicks_ms))
-            measures.setdefault("predict_many_64_ms", []).append(timed(lambda: path.predictor.predict_many(many))[0])
-            if not amg:
-                print(f"{model_name} rep {rep + 1}/{reps} {name}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in measures.items()))
-                continue
-            milliseconds, generated = timed(lambda: path.generator().generate(image))
-            measures.setdefault("amg_16x16_ms", []).append(milliseconds)
-            records[name] = records_key(generated)
+            if not isinstance(path.predictor, RawOrt):
+                # the first click after set_image and CLICKS_PER_REP - 1 more: one click is tens of ms, so one timing is noise
+                clicks_ms = [timed(lambda: path.predictor.predict(**one_click, multimask_output=True))[0]
+                             for _ in range(CLICKS_PER_REP)]
+                measures.setdefault("click_ms", []).append(statistics.median(clicks_ms))
+                measures.setdefault("predict_many_64_ms", []).append(timed(lambda: path.predictor.predict_many(many))[0])
+                if amg:
+                    milliseconds, generated = timed(lambda: path.generator().generate(image))
+                    measures.setdefault("amg_16x16_ms", []).append(milliseconds)
+                    records[name] = records_key(generated)
             print(f"{model_name} rep {rep + 1}/{reps} {name}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in measures.items()))
+            if kept[name] is None:
+                del path
+                gc.collect()
     official = records.get("official")
     rows = []
     for name, measures in samples.items():
-        row = {"model": model_name, "path": name, "note": built[name].note, "reps": reps}
+        row = {"model": model_name, "path": name, "note": notes[name], "reps": reps}
         row.update({key: statistics.median(values) for key, values in measures.items()})
         if name in records:
             row["amg_records"] = len(records[name])
@@ -250,6 +268,13 @@ def run_model(model_name: str, paths: list[str], reps: int, amg: bool = True) ->
             if base is not None and key in row and key in base:
                 row[key.replace("_ms", "_vs_official")] = round(row[key] / base[key], 3)
     return rows
+
+
+def warm_up(path: Path_, image: np.ndarray, one_click: dict[str, np.ndarray]) -> None:
+    """One untimed round: set_image and, where the path decodes, a click."""
+    path.predictor.set_image(image)
+    if not isinstance(path.predictor, RawOrt):
+        path.predictor.predict(**one_click, multimask_output=True)
 
 
 def profile_encoder(model_name: str, top: int = 25) -> dict[str, Any]:
