@@ -6,6 +6,7 @@ same weights, same run, repetitions interleaved across paths, medians reported.
     python benchmarks/cpu.py --quick              # the bundled model, 1 repetition: checks that it runs
     python benchmarks/cpu.py --profile vit_b      # torch-profiler op shares of the encoder (NOTES.md)
     python benchmarks/cpu.py --floor              # each encoder's float32 arithmetic against this CPU's GEMM rate
+    python benchmarks/cpu.py --keep-freed-memory  # every path with promptseg.allocator's policy (own results file)
 
 Measures per path: ``set_image`` (one photo, or a held-out synthetic scene for the bundled model),
 a click (``predict``, one point, 3 masks; the median of 5, the first right after set_image), 64 single-click prompts (``predict_many``; the official
@@ -394,6 +395,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="models measured without automatic mask generation (vit_b's AMG takes minutes per path)")
     parser.add_argument("--quick", action="store_true", help="the bundled model, 1 repetition: a check that it runs")
     parser.add_argument("--profile", choices=MODELS, help="only the torch-profiler op shares of this model's encoder")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="the whole run with promptseg.allocator.keep_freed_memory (every path, the official one too)")
     parser.add_argument("--floor", action="store_true",
                         help="only each model's encoder arithmetic against this CPU's float32 GEMM rate (--models)")
     args = parser.parse_args(argv)
@@ -407,6 +410,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     machine = cpu_description()
+    if args.keep_freed_memory:
+        from promptseg.allocator import keep_freed_memory
+
+        machine["allocator"] = "keeps freed memory" if keep_freed_memory() else "glibc default (could not apply)"
     if args.profile:
         slug = cpu_slug(machine["cpu"])
         name = f"cpu_profile_{slug}" if args.profile == "vit_b" else f"cpu_profile_{args.profile}_{slug}"
@@ -421,7 +428,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     rows = []
     for model_name in args.models:
         rows += [{**machine, **row} for row in run_model(model_name, args.paths, args.reps, model_name not in args.no_amg)]
-    name = f"cpu_{cpu_slug(machine['cpu'])}" + ("_quick" if args.quick else "")
+    name = f"cpu_{cpu_slug(machine['cpu'])}" + ("_keep_freed_memory" if args.keep_freed_memory else "") + ("_quick" if args.quick else "")
     path = write_results(name, {"quick": args.quick, "amg_settings": AMG_SETTINGS, "rows": rows})
     print(f"wrote {path}")
 

@@ -35,7 +35,7 @@ FLOORS: tuple[tuple[str, tuple[str, ...], bool], ...] = (
     ("the SAM 2 network", ("sam2.modeling",), False),
     ("the model", ("modeling", "masks", "checkpoint"), True),
     ("the kernel boundary and the token rule", ("ops", "prompts"), True),
-    ("the bottom", ("io", "errors", "configs", "settings", "drawing", "version"), False),
+    ("the bottom", ("io", "errors", "configs", "settings", "drawing", "version", "allocator"), False),
 )
 FLOOR_OF = {room: level for level, (_, rooms, _) in enumerate(FLOORS) for room in rooms}
 

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from promptseg import __version__
+from promptseg.allocator import MALLOC_ENV, keeps_freed_memory
 from promptseg.encoders.auto import choose_engine, onnxruntime_installed
 from promptseg.encoders.cache import DESCRIPTION_FILE, default_cache_dir
 from promptseg.ops import (
@@ -85,7 +86,15 @@ def cpu_engine_report() -> dict[str, object]:
         "cpu_engine_env": f"{CPU_ENGINE_ENV}={os.environ.get(CPU_ENGINE_ENV) or '(unset: automatic choice)'}",
         "engine_cache": f"{cache} ({len(entries)} model(s){': ' + ', '.join(entries) if entries else ''})",
         "cpu_engine": f"bundled model -> {bundled}",
+        "allocator": allocator_report(),
     }
+
+
+def allocator_report() -> str:
+    """Whether this process keeps freed memory for reuse (promptseg.allocator), and how to change it."""
+    if keeps_freed_memory():
+        return f"keeps freed memory for reuse (glibc; {MALLOC_ENV}=default keeps glibc's policy)"
+    return f"glibc's default policy (the promptseg command keeps freed memory unless {MALLOC_ENV}=default)"
 
 
 def kernels_in_force() -> str:
