@@ -21,7 +21,6 @@ meaningful on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import gc
 import multiprocessing
 import os
 import re
@@ -202,9 +201,7 @@ def records_match(ours: list[tuple], theirs: list[tuple]) -> bool:
 
 
 ONNX_RUNTIME_PATHS = ("promptseg-onnxruntime", "promptseg-onnxruntime-int8", "ort-fp32", "ort-int8")
-"""Paths that hold ONNX Runtime sessions: their worker builds the path for each turn (warmed up untimed)
-and frees it after, since a vit_b session keeps ~5.5 GB of arena between runs, and page faults cost more
-for every process while free memory is short (the official encoder: 21.5 s against 11.3 s)."""
+"""Paths that hold ONNX Runtime sessions."""
 
 
 def run_model(
@@ -216,10 +213,10 @@ def run_model(
 
     Each path runs in a worker process of its own, started once and kept for the run; the workers take
     turns (one repetition of one path at a time), so load changes hit every path alike while no path
-    shares a heap with another (in one process, promptseg's vit_b ``set_image`` measured 6.75 s beside the
-    official model against 7.9 s alone). ONNX Runtime paths hold their sessions only during their turn
-    (:data:`ONNX_RUNTIME_PATHS`): with vit_b's sessions alive the official encoder took 14.6-21.5 s instead
-    of 11.3-12.5 s, the same page faults at twice the system time (benchmarks/NOTES.md, CPU).
+    shares a heap or a page-fault regime with another. In one process they did: with vit_b's ONNX
+    Runtime sessions alive, the official encoder took 14.6-19.3 s instead of 12.5 s (the same page faults
+    at twice the system time), and promptseg's ``set_image`` measured 6.75 s beside the official model
+    against 7.9 s alone (benchmarks/NOTES.md, CPU).
     """
     # promptseg's default last: its automatic choice sees the exports the other paths made
     order = sorted(paths, key=lambda path: path == "promptseg-default")
@@ -293,32 +290,19 @@ def path_worker(
     model_type, state = weights(model_name)
     image = test_image(model_name)
     one_click, many = clicks(image, 1)[0], clicks(image, 64)
-    per_turn = name in ONNX_RUNTIME_PATHS
     try:
-        path: Optional[Path_] = make_path(name, model_type, state)  # also makes the export an ONNX Runtime path needs
+        path = make_path(name, model_type, state)
     except ImportError as error:  # segment_anything or onnxruntime missing
         connection.send({"skipped": str(error)})
         return
     warm_up(path, image, one_click)
-    if per_turn:
-        path = None
-        gc.collect()
     connection.send({"ready": True})
     while connection.recv() == "rep":
         try:
-            if path is None:
-                turn = make_path(name, model_type, state)
-                warm_up(turn, image, one_click)
-            else:
-                turn = path
-            measures, records = one_repetition(turn, image, one_click, many, amg)
-            connection.send({"measures": measures, "records": records, "note": turn.note})
+            measures, records = one_repetition(path, image, one_click, many, amg)
+            connection.send({"measures": measures, "records": records, "note": path.note})
         except Exception as error:  # reported by the parent, which stops the run
             connection.send({"error": f"{type(error).__name__}: {error}"})
-        finally:
-            if per_turn:
-                turn = None
-                gc.collect()
 
 
 def one_repetition(
