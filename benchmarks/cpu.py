@@ -1,7 +1,6 @@
 """The CPU paths side by side (issue 25): the official segment_anything, promptseg's default and each
 of its CPU engines, and ONNX Runtime fp32 / int8 run directly on promptseg's own export (the anchor),
-same weights, same run, repetitions interleaved across paths, medians reported. Each path lives in a
-worker process of its own for the whole run (paths in one process changed each other's page-fault costs).
+same weights, same run, repetitions interleaved across paths, medians reported.
 
     python benchmarks/cpu.py                      # vit_b (random weights) and the bundled model
     python benchmarks/cpu.py --quick              # the bundled model, 1 repetition: checks that it runs
@@ -21,7 +20,7 @@ meaningful on an otherwise idle machine.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
+import gc
 import os
 import re
 import statistics
@@ -201,67 +200,63 @@ def records_match(ours: list[tuple], theirs: list[tuple]) -> bool:
 
 
 ONNX_RUNTIME_PATHS = ("promptseg-onnxruntime", "promptseg-onnxruntime-int8", "ort-fp32", "ort-int8")
-"""Paths that hold ONNX Runtime sessions."""
+"""Paths that hold ONNX Runtime sessions. Each is built just before its turn in a repetition and freed
+right after: while vit_b's sessions are alive, every other path's page faults cost about twice the
+system time (the official encoder, ~3.9 M faults a forward: 12.5 -> 14.6-19.3 s; promptseg's +15%),
+which skewed an earlier run's ratios (benchmarks/NOTES.md, CPU)."""
 
 
-def run_model(
-    model_name: str, paths: list[str], reps: int, amg: bool = True, threads: Optional[int] = None,
-    keep_memory: bool = False,
-) -> list[dict[str, Any]]:
+def run_model(model_name: str, paths: list[str], reps: int, amg: bool = True) -> list[dict[str, Any]]:
     """Rows of one model: each path's median ms per measure, repetitions interleaved across paths
-    (``amg``: also automatic mask generation).
-
-    Each path runs in a worker process of its own, started once and kept for the run; the workers take
-    turns (one repetition of one path at a time), so load changes hit every path alike while no path
-    shares a heap or a page-fault regime with another. In one process they did: with vit_b's ONNX
-    Runtime sessions alive, the official encoder took 14.6-19.3 s instead of 12.5 s (the same page faults
-    at twice the system time), and promptseg's ``set_image`` measured 6.75 s beside the official model
-    against 7.9 s alone (benchmarks/NOTES.md, CPU).
-    """
+    (``amg``: also automatic mask generation). Paths of :data:`ONNX_RUNTIME_PATHS` live only during
+    their own turn (built and warmed up untimed, then freed)."""
+    model_type, state = weights(model_name)
+    image = test_image(model_name)
+    one_click = clicks(image, 1)[0]
+    many = clicks(image, 64)
     # promptseg's default last: its automatic choice sees the exports the other paths made
     order = sorted(paths, key=lambda path: path == "promptseg-default")
-    context = multiprocessing.get_context("spawn")
-    workers: dict[str, tuple[Any, Any]] = {}
-    try:
-        for name in order:  # one at a time: exports and warm-ups are not timed and must not overlap
-            parent, child = context.Pipe()
-            process = context.Process(target=path_worker, args=(child, name, model_name, amg, threads, keep_memory))
-            process.start()
-            reply = parent.recv()
-            if reply.get("skipped"):
-                print(f"skipping {name}: {reply['skipped']}")
-                process.join()
-                continue
-            workers[name] = (process, parent)
-        samples: dict[str, dict[str, list[float]]] = {name: {} for name in workers}
-        records: dict[str, list[tuple]] = {}
-        notes: dict[str, str] = {}
-        for rep in range(reps):
-            for name, (_, connection) in workers.items():
-                connection.send("rep")
-                reply = connection.recv()
-                if "error" in reply:
-                    raise RuntimeError(f"{model_name} {name}: {reply['error']}")
-                notes[name] = reply["note"]
-                for key, value in reply["measures"].items():
-                    samples[name].setdefault(key, []).append(value)
-                if reply.get("records") is not None:
-                    records[name] = reply["records"]
-                print(f"{model_name} rep {rep + 1}/{reps} {name}: "
-                      + ", ".join(f"{k} {v:.0f}" for k, v in reply["measures"].items()), flush=True)
-    finally:
-        for process, connection in workers.values():
-            try:
-                connection.send("stop")
-            except (BrokenPipeError, OSError):
-                pass
-            process.join(timeout=60)
-            if process.is_alive():
-                process.terminate()
+    kept: dict[str, Optional[Path_]] = {}
+    for name in order:
+        try:
+            path = make_path(name, model_type, state)  # also makes the export an ONNX Runtime path needs
+        except ImportError as error:  # segment_anything or onnxruntime missing
+            print(f"skipping {name}: {error}")
+            continue
+        warm_up(path, image, one_click)
+        kept[name] = None if name in ONNX_RUNTIME_PATHS else path  # None: rebuilt for each repetition
+        del path
+        gc.collect()
+    notes: dict[str, str] = {}
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in kept}
+    records: dict[str, list[tuple]] = {}
+    for rep in range(reps):
+        for name in kept:
+            path = kept[name]
+            if path is None:
+                path = make_path(name, model_type, state)
+                warm_up(path, image, one_click)
+            notes[name] = path.note
+            measures = samples[name]
+            measures.setdefault("set_image_ms", []).append(timed(lambda: path.predictor.set_image(image))[0])
+            if not isinstance(path.predictor, RawOrt):
+                # the first click after set_image and CLICKS_PER_REP - 1 more: one click is tens of ms, so one timing is noise
+                clicks_ms = [timed(lambda: path.predictor.predict(**one_click, multimask_output=True))[0]
+                             for _ in range(CLICKS_PER_REP)]
+                measures.setdefault("click_ms", []).append(statistics.median(clicks_ms))
+                measures.setdefault("predict_many_64_ms", []).append(timed(lambda: path.predictor.predict_many(many))[0])
+                if amg:
+                    milliseconds, generated = timed(lambda: path.generator().generate(image))
+                    measures.setdefault("amg_16x16_ms", []).append(milliseconds)
+                    records[name] = records_key(generated)
+            print(f"{model_name} rep {rep + 1}/{reps} {name}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in measures.items()))
+            if kept[name] is None:
+                del path
+                gc.collect()
     official = records.get("official")
     rows = []
     for name, measures in samples.items():
-        row = {"model": model_name, "path": name, "note": notes.get(name, ""), "reps": reps}
+        row = {"model": model_name, "path": name, "note": notes[name], "reps": reps}
         row.update({key: statistics.median(values) for key, values in measures.items()})
         if name in records:
             row["amg_records"] = len(records[name])
@@ -274,53 +269,6 @@ def run_model(
             if base is not None and key in row and key in base:
                 row[key.replace("_ms", "_vs_official")] = round(row[key] / base[key], 3)
     return rows
-
-
-def path_worker(
-    connection: Any, name: str, model_name: str, amg: bool, threads: Optional[int], keep_memory: bool
-) -> None:
-    """One path in its own process: build it and warm it up, answer ``ready`` (or ``skipped``), then time
-    one repetition per ``rep`` message until ``stop``."""
-    if threads:
-        torch.set_num_threads(threads)
-    if keep_memory:
-        from promptseg.allocator import keep_freed_memory
-
-        keep_freed_memory()
-    model_type, state = weights(model_name)
-    image = test_image(model_name)
-    one_click, many = clicks(image, 1)[0], clicks(image, 64)
-    try:
-        path = make_path(name, model_type, state)
-    except ImportError as error:  # segment_anything or onnxruntime missing
-        connection.send({"skipped": str(error)})
-        return
-    warm_up(path, image, one_click)
-    connection.send({"ready": True})
-    while connection.recv() == "rep":
-        try:
-            measures, records = one_repetition(path, image, one_click, many, amg)
-            connection.send({"measures": measures, "records": records, "note": path.note})
-        except Exception as error:  # reported by the parent, which stops the run
-            connection.send({"error": f"{type(error).__name__}: {error}"})
-
-
-def one_repetition(
-    path: Path_, image: np.ndarray, one_click: dict[str, np.ndarray], many: list[dict[str, np.ndarray]], amg: bool
-) -> tuple[dict[str, float], Optional[list[tuple]]]:
-    """One repetition of one path: its measures (ms) and, with ``amg``, its generator's records."""
-    measures = {"set_image_ms": timed(lambda: path.predictor.set_image(image))[0]}
-    if isinstance(path.predictor, RawOrt):
-        return measures, None
-    # the first click after set_image and CLICKS_PER_REP - 1 more: one click is tens of ms, so one timing is noise
-    clicks_ms = [timed(lambda: path.predictor.predict(**one_click, multimask_output=True))[0] for _ in range(CLICKS_PER_REP)]
-    measures["click_ms"] = statistics.median(clicks_ms)
-    measures["predict_many_64_ms"] = timed(lambda: path.predictor.predict_many(many))[0]
-    if not amg:
-        return measures, None
-    milliseconds, generated = timed(lambda: path.generator().generate(image))
-    measures["amg_16x16_ms"] = milliseconds
-    return measures, records_key(generated)
 
 
 def warm_up(path: Path_, image: np.ndarray, one_click: dict[str, np.ndarray]) -> None:
@@ -479,11 +427,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         return
     rows = []
     for model_name in args.models:
-        rows += [
-            {**machine, **row}
-            for row in run_model(model_name, args.paths, args.reps, model_name not in args.no_amg, args.threads,
-                                 args.keep_freed_memory)
-        ]
+        rows += [{**machine, **row} for row in run_model(model_name, args.paths, args.reps, model_name not in args.no_amg)]
     name = f"cpu_{cpu_slug(machine['cpu'])}" + ("_keep_freed_memory" if args.keep_freed_memory else "") + ("_quick" if args.quick else "")
     path = write_results(name, {"quick": args.quick, "amg_settings": AMG_SETTINGS, "rows": rows})
     print(f"wrote {path}")
